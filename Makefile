@@ -1,0 +1,36 @@
+# One command each, on a fresh machine: `make course` (the main job), `make test`.
+# Both create .venv and install the project with its dev extra on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# Leave PROFILE empty for the automatic choice (fast on CPU, full on CUDA).
+PROFILE ?=
+PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
+
+.PHONY: install course test test-unit test-notebooks lab clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+course: $(STAMP)
+	$(PY) -m medsymmflow course $(PROFILE_ARG)
+
+test: test-unit test-notebooks
+
+test-unit: $(STAMP)
+	MEDSYMMFLOW_PROFILE=fast $(PY) -m pytest tests/
+
+test-notebooks: $(STAMP)
+	MEDSYMMFLOW_PROFILE=fast $(PY) -m pytest --nbval-lax --nbval-current-env notebooks/
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from medsymmflow.cli import main
+
+sys.exit(main())

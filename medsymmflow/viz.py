@@ -1,0 +1,87 @@
+"""Figures shared by the notebooks: image grids, class balance, palettes."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torchvision.utils import make_grid
+
+from medsymmflow.data.dataset import MedMNISTData, to_float
+from medsymmflow.data.masks import class_colours
+
+
+def to_display(images: torch.Tensor) -> np.ndarray:
+    """(N, C, H, W) in [-1, 1] -> (N, H, W, C) in [0, 1] for ``imshow`` (gray stays 1 channel)."""
+    return ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 1).numpy()
+
+
+def grid_image(images: torch.Tensor, nrow: int = 8, padding: int = 1) -> np.ndarray:
+    """Tile (N, C, H, W) images in [-1, 1] into one (H', W', 3) array in [0, 1]."""
+    grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=padding, value_range=(-1, 1), normalize=True, pad_value=1.0)
+    return grid.permute(1, 2, 0).numpy()
+
+
+def show_grid(images: torch.Tensor, nrow: int = 8, title: str = "", ax: plt.Axes | None = None) -> plt.Axes:
+    """Draw :func:`grid_image` on ``ax`` (a new figure if None)."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(nrow * 0.6 + 1, (len(images) // nrow + 1) * 0.6 + 0.5))
+    ax.imshow(grid_image(images, nrow))
+    ax.set_title(title)
+    ax.axis("off")
+    return ax
+
+
+def class_grid(data: MedMNISTData, split: str = "train", per_class: int = 8, seed: int = 0) -> plt.Figure:
+    """One row of random images per class, labelled with the class name and its count."""
+    rng = np.random.default_rng(seed)
+    labels, counts = data.labels(split), data.class_counts(split)
+    rows = []
+    for k in range(data.n_classes):
+        chosen = rng.choice(np.flatnonzero(labels == k), size=min(per_class, counts[k]), replace=False)
+        row = to_float(data.images(split)[np.sort(chosen)])
+        if len(row) < per_class:  # keep the grid rectangular for rare classes
+            row = torch.cat([row, torch.ones(per_class - len(row), *row.shape[1:])])
+        rows.append(row)
+    fig, ax = plt.subplots(figsize=(per_class * 0.75 + 2.5, data.n_classes * 0.75 + 0.6))
+    ax.imshow(grid_image(torch.cat(rows), nrow=per_class))
+    step = data.size + 1
+    ax.set_yticks([step * (k + 0.5) for k in range(data.n_classes)])
+    ax.set_yticklabels([f"{k}: {name[:28]} (n={counts[k]})" for k, name in enumerate(data.class_names)], fontsize=8)
+    ax.set_xticks([])
+    ax.set_title(f"{data.title}, {split} split", fontsize=10)
+    return fig
+
+
+def class_balance(datasets: list[MedMNISTData]) -> plt.Figure:
+    """Bar charts of the share of each class per split, one panel per dataset."""
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.2), squeeze=False)
+    for ax, data in zip(axes[0], datasets):
+        width = 0.27
+        for offset, split in zip((-width, 0, width), ("train", "val", "test")):
+            counts = data.class_counts(split)
+            ax.bar(np.arange(data.n_classes) + offset, counts / counts.sum(), width, label=split)
+        ax.set_xticks(range(data.n_classes))
+        ax.set_xlabel("class")
+        ax.set_ylabel("share of split")
+        ax.set_title(data.title, fontsize=9)
+    axes[0, 0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def palette_strips(class_counts: range, mode: str = "rgb") -> plt.Figure:
+    """One strip of class colours per K: what each class's semantic mask looks like."""
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(class_counts) + 0.6))
+    widest = max(class_counts)
+    canvas = np.ones((len(class_counts), widest, 3))
+    for row, k in enumerate(class_counts):
+        colours = (class_colours(k, mode).numpy() + 1) / 2
+        canvas[row, :k] = colours if colours.shape[1] == 3 else np.repeat(colours, 3, axis=1)
+    ax.imshow(canvas, aspect="auto")
+    ax.set_yticks(range(len(class_counts)))
+    ax.set_yticklabels([f"K={k}" for k in class_counts])
+    ax.set_xticks(range(widest))
+    ax.set_xlabel("class index")
+    ax.set_title(f"{mode.upper()} class colours for K classes")
+    return fig

@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+
+from medsymmflow.data import masks
+
+
+def test_palette_is_the_papers():
+    palette = masks.rgb_palette()
+    assert palette.shape == (64, 3) and len({tuple(c) for c in palette}) == 64
+    assert set(np.unique(palette)) == {0, 75, 150, 225}
+
+
+def test_class_colours_spread_over_the_palette():
+    colours = masks.class_colours(2)
+    # entries 0 and 63: black and (225, 225, 225)
+    assert torch.allclose(colours, torch.tensor([[-1.0, -1.0, -1.0], [225 / 127.5 - 1] * 3]))
+    five = masks.class_colours(5)
+    expected_index = [0, 16, 32, 47, 63]  # round(linspace(0, 63, 5))
+    assert torch.allclose(five, torch.tensor(masks.rgb_palette()[expected_index] / 127.5 - 1, dtype=torch.float32))
+    gray = masks.class_colours(3, "gray")
+    assert torch.allclose(gray, torch.tensor([[-1.0], [0.0], [1.0]]))
+
+
+@pytest.mark.parametrize("mode", ["rgb", "gray"])
+@pytest.mark.parametrize("n_classes", range(2, 12))
+@pytest.mark.parametrize("beta", [0.0, 4.0])
+def test_round_trip_is_exact(mode, n_classes, beta):
+    labels = torch.arange(n_classes).repeat(3)
+    generator = torch.Generator().manual_seed(n_classes)
+    m = masks.labels_to_masks(labels, n_classes, 8, mode, beta=beta, generator=generator)
+    assert m.shape == (3 * n_classes, masks.mask_channels(mode), 8, 8)
+    colours = masks.class_colours(n_classes, mode)
+    assert torch.equal(masks.masks_to_labels(m, colours), labels)
+    if beta:
+        spread = (m - masks.labels_to_masks(labels, n_classes, 8, mode)).abs()
+        assert 0 < spread.max() <= beta / 255
+
+
+def test_dequantization_width():
+    m = masks.labels_to_masks(torch.zeros(2000, dtype=torch.long), 2, 4, beta=4.0, generator=torch.Generator().manual_seed(0))
+    noise = m + 1.0  # class 0 is black = -1
+    assert noise.min() >= -4 / 255 and noise.max() <= 4 / 255
+    assert noise.max() - noise.min() > 0.99 * 8 / 255  # width beta / 127.5
+
+
+def test_distances_are_l2_of_the_pixel_mean():
+    colours = masks.class_colours(2, "gray")
+    m = torch.full((1, 1, 4, 4), 0.5)
+    m[0, 0, 0, 0] = -1.5  # mean = (15 * 0.5 - 1.5) / 16 = 0.375
+    d = masks.mask_distances(m, colours)
+    assert torch.allclose(d, torch.tensor([[1.375, 0.625]]))
+
+
+def test_labels_out_of_range_are_refused():
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\).*from 0 to 3"):
+        masks.labels_to_masks(torch.tensor([0, 3]), 3, 4)
+    with pytest.raises(ValueError, match="from -1"):
+        masks.labels_to_masks(torch.tensor([-1]), 3, 4)
+    with pytest.raises(ValueError, match="must be integers"):
+        masks.labels_to_masks(torch.tensor([0.5]), 3, 4)
+
+
+def test_bad_palette_requests():
+    with pytest.raises(ValueError, match=r"n_classes must lie in \[2, 64\]"):
+        masks.class_colours(65)
+    with pytest.raises(ValueError, match="Unknown mask mode 'hsv'"):
+        masks.class_colours(3, "hsv")
+    with pytest.raises(ValueError, match="C = 3"):
+        masks.mask_distances(torch.zeros(2, 1, 4, 4), masks.class_colours(2))
+
+
+def test_multilabel_task_is_declared_unsupported():
+    from medsymmflow.data import dataset_info
+
+    with pytest.raises(ValueError, match="multi-label"):
+        masks.check_task(dataset_info("chestmnist"))
+    for flag in ["pneumoniamnist", "retinamnist", "dermamnist", "bloodmnist", "organamnist"]:
+        masks.check_task(dataset_info(flag))
