@@ -1,0 +1,27 @@
+import pytest
+import torch
+
+from medsymmflow.models import PRESETS, VelocityUNet, make_unet
+
+
+@pytest.mark.parametrize("size", [28, 32])
+def test_tiny_velocity_unet_keeps_shape(size):
+    net = VelocityUNet(make_unet("tiny", in_channels=4, sample_size=size))
+    z = torch.randn(2, 4, size, size)
+    assert net(z, torch.tensor([0.0, 1.0])).shape == z.shape
+
+
+def test_paper_presets_follow_the_paper():
+    assert PRESETS["paper-pixel"]["block_out_channels"] == (64, 128, 128, 128)
+    assert PRESETS["paper-latent"]["block_out_channels"] == (128, 256, 256, 256)
+    assert PRESETS["paper-pixel"]["layers_per_block"] == 2
+    unet = make_unet("paper-pixel", in_channels=6, sample_size=32)
+    attention_resolutions = [32 // 2**i for i, block in enumerate(unet.config.down_block_types) if "Attn" in block]
+    assert attention_resolutions == [16]
+
+
+def test_bad_presets():
+    with pytest.raises(ValueError, match="Unknown UNet preset 'huge'"):
+        make_unet("huge", 1)
+    with pytest.raises(ValueError, match="multiple of 8.*pad 28 px"):
+        make_unet("paper-pixel", 1, sample_size=28)
