@@ -15,6 +15,7 @@ import logging
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -78,6 +79,17 @@ def profile(name: str | None = None) -> Profile:
     chosen = Profile(name)
     logger.info("profile: %s", chosen.name)
     return chosen
+
+
+def project_dir() -> Path:
+    """The project checkout this package lives in, or the working directory when installed elsewhere."""
+    checkout = Path(__file__).resolve().parents[1]
+    return checkout if (checkout / "pyproject.toml").exists() else Path.cwd()
+
+
+def runs_dir() -> Path:
+    """Where checkpoints and executed notebooks go: ``runs/`` in the project (ignored by git)."""
+    return project_dir() / "runs"
 
 
 def get_device(prefer: str | None = None) -> torch.device:

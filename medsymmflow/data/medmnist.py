@@ -23,6 +23,8 @@ import numpy as np
 from medmnist.info import INFO
 from tqdm.auto import tqdm
 
+from medsymmflow.config import project_dir
+
 logger = logging.getLogger(__name__)
 
 SIZES = (28, 64, 128, 224)
@@ -112,9 +114,7 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
         return Path(root).expanduser()
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).expanduser()
-    project = Path(__file__).resolve().parents[2]
-    base = project if (project / "pyproject.toml").exists() else Path.cwd()
-    return base / "data" / "medmnist"
+    return project_dir() / "data" / "medmnist"
 
 
 def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
