@@ -1,7 +1,8 @@
-"""Metrics: distribution distances for generated samples."""
+"""Metrics: distribution distances for generated samples; ACC/AUC for classification."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -21,3 +22,58 @@ def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_projections: int = 25
     projected_a = torch.sort(a.double() @ theta, dim=0).values
     projected_b = torch.sort(b.double() @ theta, dim=0).values
     return (projected_a - projected_b).abs().mean()
+
+
+def distance_scores(distances: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Class scores from mask distances: ``softmax(-d / temperature)`` over the K classes.
+
+    Smaller distance, higher score; rows sum to 1. The argmax equals the nearest class,
+    so ACC does not depend on the temperature; for two classes the score of class 1 is
+    ``sigmoid((d_0 - d_1) / temperature)``, a monotone map, so binary AUC does not either.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    return torch.softmax(-distances.double() / temperature, dim=1)
+
+
+def classification_metrics(labels, scores, task: str) -> dict:
+    """ACC and AUC as the MedMNIST benchmark defines them, plus balanced accuracy.
+
+    MedMNIST (``medmnist.evaluator``): for ``binary-class`` tasks ACC thresholds the score
+    of class 1 at 0.5 and AUC is the ROC AUC of that score; otherwise ACC is the accuracy
+    of the argmax and AUC the mean one-vs-rest ROC AUC over classes. Multi-label tasks are
+    not supported (see :func:`medsymmflow.data.masks.check_task`).
+
+    Args:
+        labels: true classes (N,).
+        scores: class scores (N, K), e.g. :func:`distance_scores`.
+        task: the ``task`` entry of ``medmnist.INFO``.
+
+    Returns:
+        ``acc``, ``auc``, ``balanced_accuracy``, ``per_class_recall`` (list) and
+        ``confusion_matrix`` (K x K list, rows = true class).
+    """
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, roc_auc_score
+
+    y = np.asarray(labels).reshape(-1)
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2 or len(s) != len(y) or len(y) == 0:
+        raise ValueError(f"scores must be (N, K) with N = len(labels) = {len(y)} > 0, got {s.shape}")
+    if task.startswith("multi-label"):
+        raise ValueError("multi-label tasks are not supported by MedSymmFlow's one-mask-per-image encoding")
+    n_classes = s.shape[1]
+    if task == "binary-class":
+        predicted = (s[:, -1] > 0.5).astype(int)
+        auc = roc_auc_score(y, s[:, -1])
+    else:
+        predicted = s.argmax(axis=1)
+        auc = float(np.mean([roc_auc_score(y == k, s[:, k]) for k in range(n_classes)]))
+    matrix = confusion_matrix(y, predicted, labels=list(range(n_classes)))
+    recall = matrix.diagonal() / np.maximum(matrix.sum(axis=1), 1)
+    return {
+        "acc": float(accuracy_score(y, predicted)),
+        "auc": float(auc),
+        "balanced_accuracy": float(balanced_accuracy_score(y, predicted)),
+        "per_class_recall": recall.tolist(),
+        "confusion_matrix": matrix.tolist(),
+    }

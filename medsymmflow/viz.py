@@ -85,3 +85,31 @@ def palette_strips(class_counts: range, mode: str = "rgb") -> plt.Figure:
     ax.set_xlabel("class index")
     ax.set_title(f"{mode.upper()} class colours for K classes")
     return fig
+
+
+def confusion_figure(matrix, class_names: list[str], title: str = "") -> plt.Figure:
+    """A confusion matrix (rows: true class, columns: predicted) with counts."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, ax = plt.subplots(figsize=(1.1 * len(class_names) + 2.5, 1.0 * len(class_names) + 2))
+    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=[n[:14] for n in class_names]).plot(ax=ax, colorbar=False, cmap="Blues")
+    ax.set_title(title, fontsize=9)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_coverage_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "") -> plt.Figure:
+    """Accuracy against coverage, one line per named curve."""
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for name, (coverage, accuracy) in curves.items():
+        ax.plot(coverage, accuracy, label=name)
+    ax.set_xlabel("coverage (share of inputs answered)")
+    ax.set_ylabel("accuracy on answered inputs")
+    ax.set_xlim(0, 1)
+    ax.invert_xaxis()
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

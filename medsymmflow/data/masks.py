@@ -129,7 +129,7 @@ def mask_distances(masks: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
             f"masks must be (N, C, H, W) with C = {colours.shape[1]} colour channels, got {tuple(masks.shape)}"
         )
     mean_colour = masks.float().mean(dim=(2, 3))
-    return torch.cdist(mean_colour, colours.to(mean_colour))
+    return torch.cdist(mean_colour, colours.to(mean_colour), compute_mode="donot_use_mm_for_euclid_dist")
 
 
 def masks_to_labels(masks: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,74 @@
+"""The command line: a tiny end-to-end run on synthetic data, and clear errors for bad arguments."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from medsymmflow.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    code = main([
+        "train", "--dataset", "breastmnist", "--steps", "2", "--batch-size", "4", "--checkpoint-every", "2",
+        "--allow-synthetic", "--out", str(out), "--data-root", str(out / "no-data"),
+    ])
+    assert code == 0
+    return out
+
+
+def test_train_evaluate_sample(trained, tmp_path, capsys):
+    meta = json.loads((trained / "best" / "config.json").read_text())
+    assert meta["synthetic_data"] is True and meta["config"]["dataset"] == "breastmnist"
+    assert main(["evaluate", str(trained / "best"), "--split", "val", "--out", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "metrics_val_1draw.json").read_text())
+    assert metrics["n_images"] == 78 and 0 <= metrics["acc"] <= 1 and set(metrics["accuracy_at_coverage"]) == {"1.00", "0.90", "0.80", "0.50"}
+    assert (tmp_path / "confusion_val_1draw.png").stat().st_size > 0
+    assert (tmp_path / "accuracy_coverage_val_1draw.png").stat().st_size > 0
+    assert main(["sample", str(trained / "best"), "--class", "1", "--n", "2", "--steps", "2", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 0
+    assert "ACC" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sample", "{run}/best", "--class", "7", "--out", "{tmp}/x.png"], "class 7 does not exist: this model has classes 0 … 1"),
+        (["evaluate", "{tmp}/missing"], "no checkpoint at"),
+        (["train", "--dataset", "pneumonia", "--out", "{tmp}/o"], "Unknown MedMNIST flag 'pneumonia'"),
+        (["train", "--dataset", "chestmnist", "--allow-synthetic", "--data-root", "{tmp}", "--out", "{tmp}/o"], "multi-label"),
+        (["train", "--steps", "2", "--out", "{tmp}/o", "--resume"], "no checkpoint in"),
+        (["train", "--dataset", "breastmnist", "--steps", "3", "--batch-size", "4", "--checkpoint-every", "2", "--allow-synthetic", "--out", "{run}", "--resume", "--data-root", "{tmp}"], "steps: 2 in the checkpoint, 3 requested"),
+    ],
+)
+def test_bad_arguments_are_clear_errors(trained, tmp_path, capsys, argv, message):
+    argv = [a.format(run=trained, tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_argument_parser_rejects_bad_values(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "x", "--n-samples", "0"])
+    assert exit_info.value.code == 2 and "--n-samples must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", "x", "--solver", "rk45"])
+
+
+def test_two_process_training_with_accelerate(tmp_path):
+    """The multi-process path: 2 CPU processes (gloo) started by torchrun, run by Accelerate as MULTI_CPU."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "medsymmflow", "train",
+        "--dataset", "breastmnist", "--steps", "2", "--batch-size", "4", "--checkpoint-every", "2",
+        "--allow-synthetic", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "ddp"),
+    ]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1"}  # what `accelerate launch --cpu` sets
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.count('"best_step"') == 1  # only the main process reports
+    assert sorted(p.name for p in (tmp_path / "ddp" / "last").iterdir()) == ["config.json", "ema.safetensors", "model.safetensors", "rng_0.pt", "rng_1.pt", "training_state.pt"]

@@ -1,0 +1,101 @@
+import pytest
+import torch
+from torch import nn
+
+from medsymmflow.data.masks import class_colours, labels_to_masks
+from medsymmflow.models import SymmetricFlow, VelocityUNet, make_unet
+
+
+class Scale(nn.Module):
+    """v(z, t) = a * z + t: simple enough to compute the loss by hand."""
+
+    def __init__(self, a=0.5):
+        super().__init__()
+        self.a = a
+
+    def forward(self, z, t):
+        return self.a * z + t.reshape(-1, 1, 1, 1)
+
+
+class PerfectClassifier(nn.Module):
+    """At t = 1 returns the exact mask velocity for the true class, read off the image.
+
+    Images are constant: class k has value k / 10. Since y_1 = sigma_min * y + xi_y and the
+    target is xi_y - (1 - sigma_min) y, the perfect mask velocity is y_1 - y.
+    """
+
+    def __init__(self, n_classes, image_channels=1, mode="rgb"):
+        super().__init__()
+        self.colours = class_colours(n_classes, mode)
+        self.image_channels = image_channels
+
+    def forward(self, z, t):
+        x, y = z[:, : self.image_channels], z[:, self.image_channels :]
+        labels = torch.round(x.mean(dim=(1, 2, 3)) * 10).long()
+        mask = self.colours[labels][:, :, None, None]
+        return torch.cat([torch.zeros_like(x), y - mask], dim=1)
+
+
+def test_loss_equals_hand_computation():
+    model = SymmetricFlow(Scale(0.5), image_channels=1, n_classes=3, mask_mode="gray", image_weight=0.7, sigma_min=0.1, beta=0.0)
+    images = torch.tensor([0.2, -0.4]).reshape(2, 1, 1, 1).expand(2, 1, 2, 2).clone()
+    labels = torch.tensor([2, 0])
+    t = torch.tensor([0.5, 0.25])
+    image_noise = torch.tensor([1.0, -1.0]).reshape(2, 1, 1, 1).expand(2, 1, 2, 2).clone()
+    mask_noise = torch.tensor([0.5, 2.0]).reshape(2, 1, 1, 1).expand(2, 1, 2, 2).clone()
+    parts = model.loss(images, labels, t, image_noise, mask_noise)
+    # gray colours for K = 3: -1, 0, 1 -> masks y = [1, -1]
+    y = torch.tensor([1.0, -1.0])
+    x, xi_x, xi_y, tt = torch.tensor([0.2, -0.4]), torch.tensor([1.0, -1.0]), torch.tensor([0.5, 2.0]), t
+    x_t = (1 - 0.9 * tt) * xi_x + tt * x
+    y_t = (1 - 0.9 * tt) * y + tt * xi_y
+    image_target, mask_target = x - 0.9 * xi_x, xi_y - 0.9 * y
+    image_mse = ((0.5 * x_t + tt - image_target) ** 2).mean()
+    mask_mse = ((0.5 * y_t + tt - mask_target) ** 2).mean()
+    assert torch.isclose(parts.image, image_mse) and torch.isclose(parts.mask, mask_mse)
+    assert torch.isclose(parts.total, 0.7 * image_mse + 0.3 * mask_mse)
+
+
+def test_loss_weight_extremes_and_validation():
+    images, labels = torch.zeros(2, 1, 4, 4), torch.tensor([0, 1])
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    only_image = SymmetricFlow(Scale(), 1, 2, image_weight=1.0).loss(images, labels, generator=g())
+    assert torch.isclose(only_image.total, only_image.image)
+    with pytest.raises(ValueError, match="image_weight"):
+        SymmetricFlow(Scale(), 1, 2, image_weight=1.5)
+    with pytest.raises(ValueError, match=r"images must be \(N, 1, H, W\)"):
+        SymmetricFlow(Scale(), 1, 2).loss(torch.zeros(2, 3, 4, 4), labels)
+    with pytest.raises(ValueError, match="labels must lie in"):
+        SymmetricFlow(Scale(), 1, 2).loss(images, torch.tensor([0, 2]))
+
+
+@pytest.mark.parametrize("n_classes, mode", [(2, "rgb"), (5, "rgb"), (11, "rgb"), (4, "gray")])
+def test_one_step_classification_with_a_perfect_field_recovers_the_labels(n_classes, mode):
+    model = SymmetricFlow(PerfectClassifier(n_classes, 1, mode), 1, n_classes, mode)
+    labels = torch.arange(n_classes).repeat(4)
+    images = (labels / 10).reshape(-1, 1, 1, 1).expand(-1, 1, 8, 8).clone()
+    result = model.classify(images, steps=1, n_samples=3, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(result.labels, labels)
+    assert torch.allclose(result.masks, labels_to_masks(labels, n_classes, 8, mode), atol=1e-5)
+    assert result.distances.gather(1, labels[:, None]).max() < 1e-5
+    assert result.sample_distances.shape == (3, len(labels), n_classes)
+
+
+def test_generate_and_classify_shapes_with_a_unet():
+    net = VelocityUNet(make_unet("tiny", in_channels=3 + 3, sample_size=16))
+    model = SymmetricFlow(net, image_channels=3, n_classes=7).eval()
+    g = torch.Generator().manual_seed(0)
+    generated = model.generate(torch.tensor([0, 3, 6]), size=16, steps=2, return_trajectory=True, generator=g)
+    assert generated.images.shape == (3, 3, 16, 16) and generated.trajectory.shape == (3, 3, 6, 16, 16)
+    result = model.classify(generated.images, generator=g)
+    assert result.labels.shape == (3,) and 0 <= result.labels.min() and result.labels.max() < 7
+    assert result.distances.shape == (3, 7) and result.masks.shape == (3, 3, 16, 16)
+    with pytest.raises(ValueError, match="n_samples must be >= 1"):
+        model.classify(generated.images, n_samples=0)
+
+
+def test_generation_starts_from_the_class_mask():
+    model = SymmetricFlow(Scale(0.0), 1, 3, "gray")  # v = t: everything drifts by the same amount
+    out = model.generate(torch.tensor([0, 2]), size=4, steps=1, return_trajectory=True, generator=torch.Generator().manual_seed(0))
+    start_masks = out.trajectory[0][:, 1:]
+    assert torch.equal(start_masks[:, 0, 0, 0], torch.tensor([-1.0, 1.0]))

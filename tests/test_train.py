@@ -1,0 +1,127 @@
+"""Trainer behaviour on CPU with a tiny model and a small synthetic set."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from medsymmflow import train as train_module
+from medsymmflow.data import synthetic_twin
+from medsymmflow.train import ConfigMismatchError, NonFiniteLossError, TrainConfig, Trainer, load_checkpoint
+
+
+def _config(**overrides):
+    settings = dict(dataset="retinamnist", steps=6, batch_size=8, checkpoint_every=3, warmup_steps=2, flip=True, balanced=True, seed=3)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def data():
+    twin = synthetic_twin("retinamnist", max_per_split=48)
+    # The test split is poisoned: training must never read it.
+    twin.arrays["test_images"] = np.zeros((1, 2), dtype=np.float64)
+    return twin
+
+
+def _weights(folder):
+    return {name: load_file(folder / name) for name in ("model.safetensors", "ema.safetensors")}
+
+
+def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, data):
+    whole = Trainer(_config(), tmp_path / "whole", data=data, progress=False).train()
+    Trainer(_config(), tmp_path / "killed", data=data, progress=False).train(until_step=3)
+    assert json.loads((tmp_path / "killed" / "last" / "config.json").read_text())["step"] == 3
+    resumed = Trainer(_config(), tmp_path / "killed", data=data, resume=True, progress=False)
+    assert resumed.step == 3
+    result = resumed.train()
+    assert result.step == whole.step == 6
+    a, b = _weights(tmp_path / "whole" / "last"), _weights(tmp_path / "killed" / "last")
+    for file in a:
+        for key in a[file]:
+            assert torch.equal(a[file][key], b[file][key]), (file, key)
+    assert result.history == whole.history
+
+
+def test_checkpoints_hold_config_metrics_and_best_on_validation(tmp_path, data):
+    result = Trainer(_config(), tmp_path, data=data, progress=False).train()
+    meta = json.loads((tmp_path / "last" / "config.json").read_text())
+    assert meta["config"] == _config().to_dict() and meta["step"] == 6 and meta["n_classes"] == 5
+    assert [h["step"] for h in meta["history"]] == [3, 6]
+    assert {"val_acc", "val_auc", "val_balanced_accuracy", "train_loss"} <= set(meta["history"][0])
+    best = max(meta["history"], key=lambda h: h["val_auc"])
+    assert result.best_step == best["step"] == json.loads((tmp_path / "best" / "config.json").read_text())["step"]
+    model, best_meta = load_checkpoint(tmp_path / "best", expected=_config())
+    assert best_meta["synthetic_data"] is True and not model.training
+
+
+def test_crash_mid_save_leaves_the_previous_checkpoint_loadable(tmp_path, data, monkeypatch):
+    trainer = Trainer(_config(), tmp_path, data=data, progress=False)
+    trainer.train(until_step=3)
+    before = _weights(tmp_path / "last")
+    calls = {"n": 0}
+    real_save = train_module.save_file
+
+    def crash_on_second(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("killed mid-save")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "save_file", crash_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    monkeypatch.undo()
+    after = _weights(tmp_path / "last")
+    assert all(torch.equal(before[f][k], after[f][k]) for f in before for k in before[f])
+    assert json.loads((tmp_path / "last" / "config.json").read_text())["step"] == 3
+    assert Trainer(_config(), tmp_path, data=data, resume=True, progress=False).step == 3
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, data, monkeypatch):
+    trainer = Trainer(_config(), tmp_path, data=data, progress=False)
+    trainer.train(until_step=3)
+    good = _weights(tmp_path / "last")
+    real_loss = trainer.model.loss
+
+    def nan_loss(*args, **kwargs):
+        parts = real_loss(*args, **kwargs)
+        parts.total = parts.total * float("nan")
+        return parts
+
+    monkeypatch.setattr(trainer.model, "loss", nan_loss)
+    with pytest.raises(NonFiniteLossError, match=r"became nan at step 4.*step 3\) was left untouched"):
+        trainer.train()
+    after = _weights(tmp_path / "last")
+    assert all(torch.equal(good[f][k], after[f][k]) for f in good for k in good[f])
+
+
+def test_mismatched_configs_are_refused_with_the_differing_fields(tmp_path, data):
+    Trainer(_config(), tmp_path, data=data, progress=False).train(until_step=3)
+    with pytest.raises(ConfigMismatchError, match=r"lr: 0.001 in the checkpoint, 0.002 requested"):
+        Trainer(_config(lr=2e-3), tmp_path, data=data, resume=True, progress=False)
+    with pytest.raises(ConfigMismatchError, match=r"preset: 'tiny' in the checkpoint, 'paper-pixel' requested"):
+        load_checkpoint(tmp_path / "last", expected=_config(preset="paper-pixel", image_size=32))
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"steps": 0}, "steps must be an integer >= 1"),
+        ({"preset": "huge"}, "preset must be one of"),
+        ({"lr": -1.0}, "lr must be positive"),
+        ({"image_size": 16}, "image_size"),
+        ({"select_metric": "f1"}, "select_metric"),
+        ({"dataset": "pneumonia"}, "Unknown MedMNIST flag"),
+    ],
+)
+def test_bad_configs(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        _config(**overrides)
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        load_checkpoint(tmp_path / "nothing")
