@@ -1,4 +1,4 @@
-# One command each, on a fresh machine: `make course` (the main job), `make test`.
+# One command each, on a fresh machine: `make demo` (the main job), `make test`; `make course` runs every notebook.
 # Both create .venv and install the project with its dev extra on first use.
 PYTHON ?= python3
 VENV ?= .venv
@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?=
 PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
 
-.PHONY: install course test test-unit test-notebooks lab clean
+.PHONY: install demo course test test-unit test-notebooks lab bench clean
 
 install: $(STAMP)
 
@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[dev]'
 	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m medsymmflow demo
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_symmflow.py
 
 course: $(STAMP)
 	$(PY) -m medsymmflow course $(PROFILE_ARG)

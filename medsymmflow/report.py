@@ -10,16 +10,22 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: the command line has no screen
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from medsymmflow import viz  # noqa: E402
 from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin  # noqa: E402
 from medsymmflow.models.symmflow import SymmetricFlow  # noqa: E402
 from medsymmflow.train import evaluate_split  # noqa: E402
-from medsymmflow.uncertainty import accuracy_coverage, predicted_class_distance  # noqa: E402
-
-COVERAGES = (1.0, 0.9, 0.8, 0.5)
+from medsymmflow.uncertainty import (  # noqa: E402
+    accuracy_at_coverage,
+    accuracy_coverage,
+    aurc,
+    excess_aurc,
+    expected_calibration_error,
+    fit_temperature,
+    predicted_class_distance,
+    softmax_confidence,
+)
 
 
 def data_for_checkpoint(meta: dict, root=None) -> MedMNISTData:
@@ -31,16 +37,27 @@ def data_for_checkpoint(meta: dict, root=None) -> MedMNISTData:
 
 
 def evaluate_to_files(model: SymmetricFlow, meta: dict, data: MedMNISTData, split: str, out_dir: Path, n_samples: int = 1, steps: int = 1, solver: str = "euler", seed: int = 0) -> dict:
-    """Classify a split; write ``metrics_{split}_{n}draws.json``, a confusion matrix and an
-    accuracy-coverage plot into ``out_dir``; return the metrics."""
+    """Classify a split and write its report into ``out_dir``; return the metrics.
+
+    Files (``{tag}`` = ``{split}_{n}draw(s)``): ``metrics_{tag}.json`` (ACC, AUC, balanced
+    accuracy, confusion matrix, accuracy at 100/90/80/50 % coverage, AURC, E-AURC, ECE before
+    and after a temperature fitted on the validation split), ``risk_coverage_{tag}.csv``,
+    ``confusion_{tag}.png``, ``accuracy_coverage_{tag}.png`` and ``reliability_{tag}.png``.
+    The uncertainty is the paper's: the distance to the predicted class colour.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    images, labels = data.tensors(split, meta["config"]["image_size"])
+    image_size, task = meta["config"]["image_size"], data.info["task"]
+    images, labels = data.tensors(split, image_size)
     start = time.perf_counter()
-    metrics, distances = evaluate_split(model, images, labels, data.info["task"], n_samples, steps, solver, seed=seed)
+    metrics, distances = evaluate_split(model, images, labels, task, n_samples, steps, solver, seed=seed)
     seconds = time.perf_counter() - start
+    val_images, val_labels = data.tensors("val", image_size)
+    _, val_distances = evaluate_split(model, val_images, val_labels, task, n_samples, steps, solver, seed=seed + 1)
+    temperature = fit_temperature(val_distances, val_labels)
     correct = (distances.argmin(1) == labels).numpy()
-    coverage, accuracy = accuracy_coverage(correct, predicted_class_distance(distances).numpy())
-    at = {f"{c:.2f}": float(accuracy[int(np.ceil(c * len(accuracy))) - 1]) for c in COVERAGES}
+    proxy = predicted_class_distance(distances).numpy()
+    coverage, accuracy = accuracy_coverage(correct, proxy)
+    confidence = {t: softmax_confidence(distances, t).max(dim=1).values.numpy() for t in (1.0, temperature)}
     tag = f"{split}_{n_samples}draw{'s' if n_samples > 1 else ''}"
     title = f"{data.title}, {split} split, {steps} {solver} step(s), {n_samples} draw(s)"
     result = {
@@ -53,13 +70,23 @@ def evaluate_to_files(model: SymmetricFlow, meta: dict, data: MedMNISTData, spli
         "solver": solver,
         "checkpoint_step": meta["step"],
         **metrics,
-        "accuracy_at_coverage": at,
+        "uncertainty": "distance of the predicted mask to the predicted class colour",
+        "accuracy_at_coverage": {f"{c:.2f}": a for c, a in accuracy_at_coverage(correct, proxy).items()},
+        "aurc": aurc(correct, proxy),
+        "excess_aurc": excess_aurc(correct, proxy),
+        "temperature_fitted_on_val": temperature,
+        "ece": expected_calibration_error(confidence[1.0], correct),
+        "ece_after_temperature": expected_calibration_error(confidence[temperature], correct),
         "seconds": seconds,
         "images_per_second": len(labels) / seconds,
     }
     (out_dir / f"metrics_{tag}.json").write_text(json.dumps(result, indent=2))
+    every = max(len(coverage) // 20, 1)
+    rows = ["coverage,accuracy,risk"] + [f"{c:.4f},{a:.4f},{1 - a:.4f}" for c, a in zip(coverage[every - 1 :: every], accuracy[every - 1 :: every])]
+    (out_dir / f"risk_coverage_{tag}.csv").write_text("\n".join(rows) + "\n")
     viz.confusion_figure(metrics["confusion_matrix"], data.class_names, title).savefig(out_dir / f"confusion_{tag}.png", dpi=120)
     viz.accuracy_coverage_figure({"distance to predicted class colour": (coverage, accuracy)}, title).savefig(out_dir / f"accuracy_coverage_{tag}.png", dpi=120)
+    viz.reliability_figure({"T = 1": (confidence[1.0], correct), f"T = {temperature:.3g} (fitted on val)": (confidence[temperature], correct)}, title).savefig(out_dir / f"reliability_{tag}.png", dpi=120)
     plt.close("all")
     return result
 

@@ -73,7 +73,8 @@ class TrainConfig:
         warmup_steps: linear warm-up before the cosine decay.
         ema_decay: EMA decay (diffusers' EMAModel warms it up as ``(1 + n) / (10 + n)``).
         grad_clip: max gradient norm (0 disables clipping).
-        balanced: sample training images with weights ``1 / count(class)``.
+        balanced: sample training images with weights ``1 / count(class)`` (default: MedMNIST
+            sets are unbalanced, and a tiny model otherwise drifts to the majority class).
         flip: random horizontal flips.
         checkpoint_every: steps between validation + checkpoint.
         eval_samples: mask-noise draws per validation image.
@@ -98,7 +99,7 @@ class TrainConfig:
     warmup_steps: int = 50
     ema_decay: float = 0.999
     grad_clip: float = 1.0
-    balanced: bool = False
+    balanced: bool = True
     flip: bool = False
     checkpoint_every: int = 200
     eval_samples: int = 1

@@ -113,3 +113,25 @@ def accuracy_coverage_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], t
     ax.set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def reliability_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "", n_bins: int = 10) -> plt.Figure:
+    """Reliability diagram: accuracy against mean confidence per confidence bin, one line per
+    named ``(confidence, correct)`` pair; the diagonal is perfect calibration."""
+    from medsymmflow.uncertainty import expected_calibration_error, reliability_bins
+
+    fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
+    for name, (confidence, correct) in curves.items():
+        bins = reliability_bins(confidence, correct, n_bins)
+        filled = bins["count"] > 0
+        ece = expected_calibration_error(confidence, correct, n_bins)
+        ax.plot(bins["confidence"][filled], bins["accuracy"][filled], "o-", label=f"{name}, ECE {ece:.3f}")
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

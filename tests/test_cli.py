@@ -27,6 +27,9 @@ def test_train_evaluate_sample(trained, tmp_path, capsys):
     assert main(["evaluate", str(trained / "best"), "--split", "val", "--out", str(tmp_path)]) == 0
     metrics = json.loads((tmp_path / "metrics_val_1draw.json").read_text())
     assert metrics["n_images"] == 78 and 0 <= metrics["acc"] <= 1 and set(metrics["accuracy_at_coverage"]) == {"1.00", "0.90", "0.80", "0.50"}
+    assert 0 <= metrics["aurc"] <= 1 and 0 <= metrics["ece"] <= 1 and metrics["temperature_fitted_on_val"] > 0
+    assert (tmp_path / "risk_coverage_val_1draw.csv").read_text().startswith("coverage,accuracy,risk\n")
+    assert (tmp_path / "reliability_val_1draw.png").stat().st_size > 0
     assert (tmp_path / "confusion_val_1draw.png").stat().st_size > 0
     assert (tmp_path / "accuracy_coverage_val_1draw.png").stat().st_size > 0
     assert main(["sample", str(trained / "best"), "--class", "1", "--n", "2", "--steps", "2", "--out", str(tmp_path / "s.png")]) == 0
