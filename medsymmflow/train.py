@@ -36,6 +36,7 @@ from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.data.masks import check_task
 from medsymmflow.data.medmnist import dataset_info
 from medsymmflow.metrics import classification_metrics, distance_scores
+from medsymmflow.models.baselines import BASELINES, CNNClassifier
 from medsymmflow.models.symmflow import SymmetricFlow
 from medsymmflow.models.unet import PRESETS, VelocityUNet, make_unet
 
@@ -61,7 +62,8 @@ class TrainConfig:
         dataset: MedMNIST flag.
         size: resolution of the MedMNIST file (28, 64, 128, 224).
         image_size: model input side (28 runs natively on ``tiny``; 32 pads as the paper).
-        preset: UNet preset (``tiny``, ``paper-pixel``, ``paper-latent``).
+        preset: UNet preset of MedSymmFlow (``tiny``, ``paper-pixel``, ``paper-latent``), or a
+            discriminative baseline trained by the same loop (``resnet18``, ``cnn-small``).
         mask_mode: ``rgb`` (paper) or ``gray``.
         image_weight: ``w`` in ``w * MSE_image + (1 - w) * MSE_mask``.
         sigma_min: end width of the path.
@@ -111,8 +113,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_task(dataset_info(self.dataset))
         problems = []
-        if self.preset not in PRESETS:
-            problems.append(f"preset must be one of {tuple(PRESETS)}, got {self.preset!r}")
+        if self.preset not in PRESETS and self.preset not in BASELINES:
+            problems.append(f"preset must be one of {tuple(PRESETS) + tuple(BASELINES)}, got {self.preset!r}")
         for name in ("steps", "batch_size", "checkpoint_every", "eval_samples"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 problems.append(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
@@ -145,8 +147,10 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
 
 
-def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> SymmetricFlow:
-    """A fresh :class:`SymmetricFlow` with the configured UNet preset."""
+def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> SymmetricFlow | CNNClassifier:
+    """A fresh model: :class:`SymmetricFlow` on a UNet preset, or a baseline :class:`CNNClassifier`."""
+    if config.preset in BASELINES:
+        return CNNClassifier(BASELINES[config.preset](image_channels, n_classes), image_channels, n_classes)
     channels = image_channels + (3 if config.mask_mode == "rgb" else 1)
     velocity = VelocityUNet(make_unet(config.preset, channels, sample_size=config.image_size))
     return SymmetricFlow(
@@ -176,7 +180,7 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict:
     return json.loads((_checkpoint_dir(Path(path)) / "config.json").read_text())
 
 
-def load_checkpoint(path: str | os.PathLike, expected: TrainConfig | None = None, device: str | torch.device = "cpu") -> tuple[SymmetricFlow, dict]:
+def load_checkpoint(path: str | os.PathLike, expected: TrainConfig | None = None, device: str | torch.device = "cpu") -> tuple[SymmetricFlow | CNNClassifier, dict]:
     """Load a checkpoint folder's EMA weights into a new model.
 
     Args:
@@ -198,7 +202,7 @@ def load_checkpoint(path: str | os.PathLike, expected: TrainConfig | None = None
             raise ConfigMismatchError(f"checkpoint {folder} does not match the requested model: " + "; ".join(differences))
     config = TrainConfig(**meta["config"])
     model = build_model(config, meta["n_classes"], meta["image_channels"])
-    model.velocity.load_state_dict(load_file(folder / "ema.safetensors"))
+    model.net.load_state_dict(load_file(folder / "ema.safetensors"))
     return model.to(device).eval(), meta
 
 
@@ -219,7 +223,7 @@ def evaluate_split(model: SymmetricFlow, images: torch.Tensor, labels: torch.Ten
 
 
 class Trainer:
-    """Trains a :class:`SymmetricFlow` on one MedMNIST dataset.
+    """Trains a :class:`SymmetricFlow` (or a baseline classifier) on one MedMNIST dataset.
 
     Args:
         config: the run's configuration.
@@ -242,9 +246,8 @@ class Trainer:
 
         torch.manual_seed(config.seed)  # the initial weights
         model = build_model(config, self.data.n_classes, self.data.n_channels)
-        optimizer = torch.optim.AdamW(model.velocity.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        velocity, self.optimizer = self.accelerator.prepare(model.velocity, optimizer)
-        model.velocity = velocity
+        optimizer = torch.optim.AdamW(model.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        model.net, self.optimizer = self.accelerator.prepare(model.net, optimizer)
         self.model = model.to(device)
         self.scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
         self.ema = EMAModel(self._parameters(), decay=config.ema_decay)
@@ -260,7 +263,7 @@ class Trainer:
             self._load_state(self.out_dir / "last")
 
     def _parameters(self):
-        return self.accelerator.unwrap_model(self.model.velocity).parameters()
+        return self.accelerator.unwrap_model(self.model.net).parameters()
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """This process's share of the next global batch, drawn from the data generator."""
@@ -295,7 +298,7 @@ class Trainer:
                 )
             self.accelerator.backward(loss)
             if self.config.grad_clip > 0:
-                self.accelerator.clip_grad_norm_(self.model.velocity.parameters(), self.config.grad_clip)
+                self.accelerator.clip_grad_norm_(self.model.net.parameters(), self.config.grad_clip)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -303,7 +306,7 @@ class Trainer:
             self.step += 1
             losses.append(loss.item())
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", image=f"{parts.image.item():.3f}", mask=f"{parts.mask.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}")
             if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
                 self._validate_and_save(float(torch.tensor(losses[-self.config.checkpoint_every :]).mean()))
         bar.close()
@@ -355,12 +358,12 @@ class Trainer:
             torch.save({"noise": self.noise_generator.get_state()}, tmp / f"rng_{accelerator.process_index}.pt")
         accelerator.wait_for_everyone()
         if accelerator.is_main_process:
-            velocity = accelerator.unwrap_model(self.model.velocity)
-            raw = {k: v.detach().cpu().contiguous() for k, v in velocity.state_dict().items()}
-            parameters = list(velocity.parameters())
+            net = accelerator.unwrap_model(self.model.net)
+            raw = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+            parameters = list(net.parameters())
             self.ema.store(parameters)
             self.ema.copy_to(parameters)
-            save_file({k: v.detach().cpu().contiguous() for k, v in velocity.state_dict().items()}, tmp / "ema.safetensors")
+            save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, tmp / "ema.safetensors")
             self.ema.restore(parameters)
             if with_state:
                 save_file(raw, tmp / "model.safetensors")
@@ -390,8 +393,7 @@ class Trainer:
         differences = config_differences(meta["config"], self.config.to_dict())
         if differences:
             raise ConfigMismatchError(f"cannot resume from {folder}: its configuration differs: " + "; ".join(differences))
-        velocity = self.accelerator.unwrap_model(self.model.velocity)
-        velocity.load_state_dict(load_file(folder / "model.safetensors"))
+        self.accelerator.unwrap_model(self.model.net).load_state_dict(load_file(folder / "model.safetensors"))
         state = torch.load(folder / "training_state.pt", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -46,13 +46,14 @@ class Classification:
         distances: per-class distances of the predicted mask's mean colour, averaged
             over the noise draws, shape (N, K).
         sample_distances: the distances of every draw, shape (S, N, K).
-        masks: the predicted masks averaged over the draws, shape (N, C_mask, H, W).
+        masks: the predicted masks averaged over the draws, shape (N, C_mask, H, W)
+            (None for the discriminative baselines, which predict no mask).
     """
 
     labels: torch.Tensor
     distances: torch.Tensor
     sample_distances: torch.Tensor
-    masks: torch.Tensor
+    masks: torch.Tensor | None
 
 
 @dataclass
@@ -69,7 +70,7 @@ class SymmetricFlow(nn.Module):
 
     Args:
         velocity: network mapping ``(z, t)`` with ``z`` of ``image_channels + mask channels``
-            channels to a velocity of the same shape.
+            channels to a velocity of the same shape; kept as ``self.net``.
         image_channels: C of the images (1 gray, 3 RGB).
         n_classes: K.
         mask_mode: ``"rgb"`` (the paper) or ``"gray"``.
@@ -91,7 +92,7 @@ class SymmetricFlow(nn.Module):
         super().__init__()
         if not 0.0 <= image_weight <= 1.0:
             raise ValueError(f"image_weight must lie in [0, 1], got {image_weight}")
-        self.velocity = velocity
+        self.net = velocity
         self.image_channels = image_channels
         self.mask_channels = mask_channels(mask_mode)
         self.n_classes = n_classes
@@ -103,7 +104,7 @@ class SymmetricFlow(nn.Module):
 
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The joint velocity ``v([x_t, y_t], t)``."""
-        return self.velocity(z, t)
+        return self.net(z, t)
 
     def masks(self, labels: torch.Tensor, size: int, beta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
         """Semantic masks of ``labels`` at ``size`` px on the model's device."""

@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from medsymmflow.data import synthetic_twin
+from medsymmflow.models.baselines import BASELINES, CNNClassifier
+from medsymmflow.train import TrainConfig, Trainer, evaluate_split, load_checkpoint
+from medsymmflow.uncertainty import predicted_class_distance, softmax_confidence
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_baselines_take_28_and_32_px(name):
+    net = BASELINES[name](3, 5)
+    for size in (28, 32):
+        assert net(torch.zeros(2, 3, size, size)).shape == (2, 5)
+
+
+def test_distances_are_negative_log_probabilities():
+    torch.manual_seed(0)
+    model = CNNClassifier(BASELINES["cnn-small"](1, 3), 1, 3)
+    x = torch.randn(6, 1, 28, 28)
+    result = model.classify(x)
+    model.eval()
+    p = torch.softmax(model(x), dim=1)
+    assert torch.allclose(result.distances, -torch.log(p), atol=1e-5)
+    assert torch.equal(result.labels, p.argmax(1)) and result.masks is None
+    # softmax(-d / T) is temperature scaling of the logits; min d ranks like max softmax probability
+    assert torch.allclose(softmax_confidence(result.distances, 2.0).float(), torch.softmax(model(x) / 2.0, dim=1), atol=1e-5)
+    assert torch.allclose(predicted_class_distance(result.distances), -torch.log(p.max(1).values), atol=1e-5)
+
+
+def test_mc_dropout_varies_between_passes_and_one_pass_is_deterministic():
+    torch.manual_seed(0)
+    model = CNNClassifier(BASELINES["cnn-small"](1, 3, dropout=0.5), 1, 3)
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(model.classify(x).distances, model.classify(x).distances)
+    draws = model.classify(x, n_samples=5).sample_distances
+    assert draws.shape == (5, 4, 3) and not torch.allclose(draws[0], draws[1])
+    assert model.training  # the mode it had before is restored
+    with pytest.raises(ValueError, match="n_samples must be >= 1"):
+        model.classify(x, n_samples=0)
+
+
+def test_the_same_trainer_trains_and_checkpoints_a_baseline(tmp_path):
+    data = synthetic_twin("retinamnist", max_per_split=48)
+    config = TrainConfig(dataset="retinamnist", preset="cnn-small", steps=4, batch_size=8, checkpoint_every=2, warmup_steps=1)
+    result = Trainer(config, tmp_path, data=data, progress=False).train()
+    assert [h["step"] for h in result.history] == [2, 4]
+    model, meta = load_checkpoint(tmp_path / "best", expected=config)
+    assert isinstance(model, CNNClassifier) and meta["config"]["preset"] == "cnn-small"
+    x, y = data.tensors("val")
+    metrics, distances = evaluate_split(model, x, y, data.info["task"], n_samples=3)
+    assert distances.shape == (48, 5) and 0 <= metrics["auc"] <= 1
