@@ -16,6 +16,7 @@ checkpoint and resumed ends with the same weights as the uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -32,12 +33,13 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from medsymmflow import __version__
+from medsymmflow.config import Profile, get_device, runs_dir
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.data.masks import check_task
 from medsymmflow.data.medmnist import dataset_info
 from medsymmflow.metrics import classification_metrics, distance_scores
 from medsymmflow.models.baselines import BASELINES, CNNClassifier
-from medsymmflow.models.symmflow import SymmetricFlow
+from medsymmflow.models.symmflow import Classification, SymmetricFlow
 from medsymmflow.models.unet import PRESETS, VelocityUNet, make_unet
 
 logger = logging.getLogger(__name__)
@@ -147,6 +149,45 @@ class TrainResult:
     losses: list[float] = field(default_factory=list)
 
 
+def course_config(dataset: str, profile: Profile, **overrides) -> TrainConfig:
+    """The course's standard run of a dataset in a profile (used by the notebooks and benchmarks).
+
+    ``fast``: the ``tiny`` UNet at native 28 px, 300 steps of batch 64, lr 1e-3 (CPU minutes).
+    ``full``: the paper's ``paper-pixel`` UNet at 32 px, AdamW 4e-4, batch 64, 100 epochs of
+    the training split (a tenth of the paper's 1000), validated every 10 epochs.
+    """
+    if profile.is_fast:
+        settings = dict(preset="tiny", image_size=28, steps=300, batch_size=64, lr=1e-3, checkpoint_every=150)
+    else:
+        steps_per_epoch = math.ceil(dataset_info(dataset)["n_samples"]["train"] / 64)
+        settings = dict(preset="paper-pixel", image_size=32, steps=100 * steps_per_epoch, batch_size=64, lr=4e-4,
+                        warmup_steps=5 * steps_per_epoch, checkpoint_every=10 * steps_per_epoch)
+    return TrainConfig(dataset=dataset, **{**settings, **overrides})
+
+
+def run_dir(config: TrainConfig, synthetic: bool = False) -> Path:
+    """A readable, unique folder for a configuration (and kind of data):
+    ``runs/models/<dataset>[-synthetic]_<preset>_<size>px_<steps>steps_seed<seed>_<hash>``."""
+    digest = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+    data = f"{config.dataset}-synthetic" if synthetic else config.dataset
+    return runs_dir() / "models" / f"{data}_{config.preset}_{config.image_size}px_{config.steps}steps_seed{config.seed}_{digest}"
+
+
+def train_or_load(config: TrainConfig, data: MedMNISTData | None = None, progress: bool = True) -> tuple[SymmetricFlow | CNNClassifier, dict]:
+    """Load the best checkpoint of exactly this configuration and data if one exists, else train it
+    (resuming an interrupted run).
+
+    Returns:
+        ``(model on the default device in eval mode, checkpoint metadata)``; the metadata's
+        ``history`` holds the validation record of the training run.
+    """
+    data = data or load_dataset(config.dataset, config.size, allow_synthetic=config.allow_synthetic, seed=config.seed)
+    folder = run_dir(config, data.synthetic)
+    if not (folder / "best" / "config.json").exists():
+        Trainer(config, folder, data=data, resume=(folder / "last" / "config.json").exists(), progress=progress).train()
+    return load_checkpoint(folder / "best", expected=config, device=get_device())
+
+
 def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> SymmetricFlow | CNNClassifier:
     """A fresh model: :class:`SymmetricFlow` on a UNet preset, or a baseline :class:`CNNClassifier`."""
     if config.preset in BASELINES:
@@ -206,20 +247,27 @@ def load_checkpoint(path: str | os.PathLike, expected: TrainConfig | None = None
     return model.to(device).eval(), meta
 
 
-def evaluate_split(model: SymmetricFlow, images: torch.Tensor, labels: torch.Tensor, task: str, n_samples: int = 1, steps: int = 1, solver: str = "euler", batch_size: int = 256, seed: int = 0) -> tuple[dict, torch.Tensor]:
+def evaluate_split(model: SymmetricFlow | CNNClassifier, images: torch.Tensor, labels: torch.Tensor, task: str, n_samples: int = 1, steps: int = 1, solver: str = "euler", batch_size: int = 256, seed: int = 0) -> tuple[dict, Classification]:
     """Classify a split in batches and compute the MedMNIST metrics.
 
     Returns:
-        ``(metrics, distances)`` with distances of shape (N, K) averaged over draws.
+        ``(metrics, classification)``: the classification of every image (labels, distances
+        averaged over the draws, the draws' distances and, for MedSymmFlow, the mean
+        predicted masks), on the CPU.
     """
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    distances = []
+    parts = []
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size].to(device)
-        distances.append(model.classify(batch, steps, solver, n_samples, generator).distances.cpu())
-    distances = torch.cat(distances)
-    return classification_metrics(labels.numpy(), distance_scores(distances).numpy(), task), distances
+        parts.append(model.classify(batch, steps, solver, n_samples, generator))
+    result = Classification(
+        torch.cat([p.labels for p in parts]).cpu(),
+        torch.cat([p.distances for p in parts]).cpu(),
+        torch.cat([p.sample_distances for p in parts], dim=1).cpu(),
+        None if parts[0].masks is None else torch.cat([p.masks for p in parts]).cpu(),
+    )
+    return classification_metrics(labels.numpy(), distance_scores(result.distances).numpy(), task), result
 
 
 class Trainer:

@@ -175,3 +175,20 @@ def expected_calibration_error(confidence, correct, n_bins: int = 15) -> float:
     filled = bins["count"] > 0
     gaps = np.abs(bins["accuracy"][filled] - bins["confidence"][filled])
     return float((bins["count"][filled] / bins["count"].sum() * gaps).sum())
+
+
+def uncertainty_scores(distances: torch.Tensor, sample_distances: torch.Tensor) -> dict[str, np.ndarray]:
+    """Every uncertainty score of one classification (higher = answer later).
+
+    For a :class:`~medsymmflow.models.baselines.CNNClassifier` the "distances" are ``-log p``:
+    the nearest distance is then ``-log`` of the maximum softmax probability, and the vote and
+    spread scores come from MC-dropout passes instead of mask-noise draws.
+    """
+    scores = {
+        "nearest distance": predicted_class_distance(distances),
+        "negative margin": negative_margin(distances),
+    }
+    if sample_distances.shape[0] > 1:
+        scores["vote entropy"] = vote_entropy(sample_distances)
+        scores["distance spread"] = distance_spread(sample_distances)
+    return {name: score.double().numpy() for name, score in scores.items()}

@@ -48,5 +48,6 @@ def test_the_same_trainer_trains_and_checkpoints_a_baseline(tmp_path):
     model, meta = load_checkpoint(tmp_path / "best", expected=config)
     assert isinstance(model, CNNClassifier) and meta["config"]["preset"] == "cnn-small"
     x, y = data.tensors("val")
-    metrics, distances = evaluate_split(model, x, y, data.info["task"], n_samples=3)
-    assert distances.shape == (48, 5) and 0 <= metrics["auc"] <= 1
+    metrics, result = evaluate_split(model, x, y, data.info["task"], n_samples=3)
+    assert result.distances.shape == (48, 5) and result.sample_distances.shape == (3, 48, 5)
+    assert result.masks is None and 0 <= metrics["auc"] <= 1

@@ -125,3 +125,31 @@ def test_bad_configs(overrides, match):
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint at"):
         load_checkpoint(tmp_path / "nothing")
+
+
+def test_course_config_profiles():
+    from medsymmflow.config import Profile
+    from medsymmflow.train import course_config
+
+    fast = course_config("pneumoniamnist", Profile("fast"))
+    assert (fast.preset, fast.image_size, fast.steps) == ("tiny", 28, 300)
+    full = course_config("pneumoniamnist", Profile("full"), seed=4)
+    assert (full.preset, full.image_size, full.lr, full.seed) == ("paper-pixel", 32, 4e-4, 4)
+    assert full.steps == 100 * 74  # 100 epochs of 4,708 images in batches of 64
+
+
+def test_train_or_load_trains_once_then_loads(tmp_path, data, monkeypatch):
+    monkeypatch.setattr(train_module, "runs_dir", lambda: tmp_path)
+    config = _config(steps=2, checkpoint_every=2)
+    model, meta = train_module.train_or_load(config, data)
+    folder = train_module.run_dir(config, synthetic=True)
+    assert folder.parent == tmp_path / "models" and folder.name.startswith("retinamnist-synthetic_tiny_28px_2steps_seed3_")
+    assert folder != train_module.run_dir(config, synthetic=False)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("should have loaded the checkpoint")
+
+    monkeypatch.setattr(train_module, "Trainer", no_training)
+    again, meta_again = train_module.train_or_load(config, data)
+    assert meta_again["step"] == meta["step"] == 2
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))

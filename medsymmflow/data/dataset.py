@@ -168,13 +168,14 @@ def synthetic_twin(flag: str, size: int = 28, seed: int = 0, max_per_split: int 
 
     Args:
         flag: the MedMNIST flag to imitate.
-        size: image side.
+        size: image side (any size >= 8 px: the images are procedural).
         seed: generator seed (deterministic).
         max_per_split: cap each split's size (None keeps INFO's counts).
         ambiguous_fraction: share of deliberately ambiguous samples.
     """
     info = files.dataset_info(flag)
-    files.check_size(size)
+    if size < 8:
+        raise ValueError(f"synthetic images need at least 8 px, got {size}")
     counts = {s: min(n, max_per_split or n) for s, n in info["n_samples"].items()}
     generated = make_synthetic(
         len(info["label"]), info["n_channels"], size, counts, ambiguous_fraction=ambiguous_fraction, seed=seed
