@@ -6,17 +6,14 @@ import json
 import time
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import torch
 
-matplotlib.use("Agg")  # files only: the command line has no screen
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from medsymmflow import viz  # noqa: E402
-from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin  # noqa: E402
-from medsymmflow.models.symmflow import SymmetricFlow  # noqa: E402
-from medsymmflow.train import evaluate_split  # noqa: E402
-from medsymmflow.uncertainty import (  # noqa: E402
+from medsymmflow import viz
+from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin
+from medsymmflow.models.symmflow import SymmetricFlow
+from medsymmflow.train import evaluate_split
+from medsymmflow.uncertainty import (
     accuracy_at_coverage,
     accuracy_coverage,
     aurc,

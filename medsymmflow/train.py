@@ -330,7 +330,7 @@ class Trainer:
         """Train up to ``until_step`` (default: ``config.steps``), checkpointing on the way."""
         until = min(until_step or self.config.steps, self.config.steps)
         self.model.train()
-        bar = tqdm(total=until, initial=self.step, desc=f"MedSymmFlow {self.config.dataset}", disable=not (self.progress and self.accelerator.is_main_process))
+        bar = tqdm(total=until, initial=self.step, desc=f"{self.config.preset} on {self.config.dataset}", disable=not (self.progress and self.accelerator.is_main_process))
         losses = []
         while self.step < until:
             images, labels = self._batch()
