@@ -1,5 +1,5 @@
 # One command each, on a fresh machine: `make demo` (the main job), `make test`; `make course` runs every notebook.
-# Both create .venv and install the project with its dev extra on first use.
+# Each creates .venv and installs the project with its dev extra on first use.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
