@@ -62,11 +62,12 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
+    model.train()
+    step_s = timed(train_step, args.repeats, device)
     eval_x = torch.rand(args.eval_batch, args.channels, args.image_size, args.image_size, device=device) * 2 - 1
     resnet = small_resnet18(args.channels, args.classes).to(device).eval()
     model.eval()
     with torch.no_grad():
-        step_s = timed(train_step, args.repeats, device)
         classify_s = timed(lambda: model.classify(eval_x), args.repeats, device)
         resnet_s = timed(lambda: resnet(eval_x), args.repeats, device)
         labels = torch.randint(0, args.classes, (args.eval_batch // 4,), device=device)
