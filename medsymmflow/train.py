@@ -236,7 +236,7 @@ def load_checkpoint(path: str | os.PathLike, expected: TrainConfig | None = None
         ConfigMismatchError: the saved model fields differ from ``expected``'s.
     """
     folder = _checkpoint_dir(Path(path))
-    meta = json.loads((folder / "config.json").read_text())
+    meta = read_checkpoint_meta(folder)
     if expected is not None:
         differences = config_differences(meta["config"], expected.to_dict(), MODEL_FIELDS)
         if differences:
@@ -437,7 +437,7 @@ class Trainer:
 
     def _load_state(self, last: Path) -> None:
         folder = _checkpoint_dir(last)
-        meta = json.loads((folder / "config.json").read_text())
+        meta = read_checkpoint_meta(folder)
         differences = config_differences(meta["config"], self.config.to_dict())
         if differences:
             raise ConfigMismatchError(f"cannot resume from {folder}: its configuration differs: " + "; ".join(differences))

@@ -115,12 +115,14 @@ def accuracy_coverage_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], t
     return fig
 
 
-def reliability_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "", n_bins: int = 10) -> plt.Figure:
+def reliability_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "", n_bins: int = 10, ax: plt.Axes | None = None) -> plt.Figure:
     """Reliability diagram: accuracy against mean confidence per confidence bin, one line per
-    named ``(confidence, correct)`` pair; the diagonal is perfect calibration."""
+    named ``(confidence, correct)`` pair, with its ECE; the diagonal is perfect calibration."""
     from medsymmflow.uncertainty import expected_calibration_error, reliability_bins
 
-    fig, ax = plt.subplots(figsize=(4.2, 4))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.2, 4))
+    fig = ax.figure
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
     for name, (confidence, correct) in curves.items():
         bins = reliability_bins(confidence, correct, n_bins)
