@@ -46,12 +46,12 @@ def _course(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _train_config(args: argparse.Namespace, **overrides):
+def _train_config(args: argparse.Namespace):
     from medsymmflow.train import TrainConfig
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    return TrainConfig(**{**given, **overrides})
+    return TrainConfig(**given)
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import torch
 from medsymmflow import viz
 from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin
 from medsymmflow.models.symmflow import SymmetricFlow
+from medsymmflow.metrics import distance_scores
 from medsymmflow.train import evaluate_split
 from medsymmflow.uncertainty import (
     accuracy_at_coverage,
@@ -21,7 +22,6 @@ from medsymmflow.uncertainty import (
     expected_calibration_error,
     fit_temperature,
     predicted_class_distance,
-    softmax_confidence,
     uncertainty_scores,
 )
 
@@ -34,6 +34,29 @@ def data_for_checkpoint(meta: dict, root=None) -> MedMNISTData:
     return load_dataset(config["dataset"], config["size"], root=root)
 
 
+def classify_and_calibrate(model, data: MedMNISTData, image_size: int, split: str, n_samples: int = 1, steps: int = 1, solver: str = "euler", seed: int = 0) -> dict:
+    """Classify ``split`` and fit a temperature on the validation split (drawn with ``seed + 1``).
+
+    Returns:
+        ``metrics`` (MedMNIST), ``result`` (the classification), ``correct``,
+        ``temperature``, ``confidence`` (max of ``softmax(-d / T)`` for T = 1 and the fitted T)
+        and ``seconds`` spent classifying ``split``.
+    """
+    task = data.info["task"]
+    images, labels = data.tensors(split, image_size)
+    start = time.perf_counter()
+    metrics, result = evaluate_split(model, images, labels, task, n_samples, steps, solver, seed=seed)
+    seconds = time.perf_counter() - start
+    val_images, val_labels = data.tensors("val", image_size)
+    _, val_result = evaluate_split(model, val_images, val_labels, task, n_samples, steps, solver, seed=seed + 1)
+    temperature = fit_temperature(val_result.distances, val_labels)
+    confidence = {t: distance_scores(result.distances, t).max(dim=1).values.numpy() for t in (1.0, temperature)}
+    return {
+        "metrics": metrics, "result": result, "correct": (result.labels == labels).numpy(),
+        "temperature": temperature, "confidence": confidence, "seconds": seconds,
+    }
+
+
 def evaluate_to_files(model: SymmetricFlow, meta: dict, data: MedMNISTData, split: str, out_dir: Path, n_samples: int = 1, steps: int = 1, solver: str = "euler", seed: int = 0) -> dict:
     """Classify a split and write its report into ``out_dir``; return the metrics.
 
@@ -44,26 +67,17 @@ def evaluate_to_files(model: SymmetricFlow, meta: dict, data: MedMNISTData, spli
     The uncertainty is the paper's: the distance to the predicted class colour.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    image_size, task = meta["config"]["image_size"], data.info["task"]
-    images, labels = data.tensors(split, image_size)
-    start = time.perf_counter()
-    metrics, result = evaluate_split(model, images, labels, task, n_samples, steps, solver, seed=seed)
-    distances = result.distances
-    seconds = time.perf_counter() - start
-    val_images, val_labels = data.tensors("val", image_size)
-    _, val_result = evaluate_split(model, val_images, val_labels, task, n_samples, steps, solver, seed=seed + 1)
-    temperature = fit_temperature(val_result.distances, val_labels)
-    correct = (distances.argmin(1) == labels).numpy()
-    proxy = predicted_class_distance(distances).numpy()
+    scored = classify_and_calibrate(model, data, meta["config"]["image_size"], split, n_samples, steps, solver, seed)
+    metrics, correct, temperature, confidence = scored["metrics"], scored["correct"], scored["temperature"], scored["confidence"]
+    proxy = predicted_class_distance(scored["result"].distances).numpy()
     coverage, accuracy = accuracy_coverage(correct, proxy)
-    confidence = {t: softmax_confidence(distances, t).max(dim=1).values.numpy() for t in (1.0, temperature)}
     tag = f"{split}_{n_samples}draw{'s' if n_samples > 1 else ''}"
     title = f"{data.title}, {split} split, {steps} {solver} step(s), {n_samples} draw(s)"
     result = {
         "dataset": data.flag,
         "synthetic_data": data.synthetic,
         "split": split,
-        "n_images": len(labels),
+        "n_images": len(correct),
         "n_samples": n_samples,
         "steps": steps,
         "solver": solver,
@@ -76,8 +90,8 @@ def evaluate_to_files(model: SymmetricFlow, meta: dict, data: MedMNISTData, spli
         "temperature_fitted_on_val": temperature,
         "ece": expected_calibration_error(confidence[1.0], correct),
         "ece_after_temperature": expected_calibration_error(confidence[temperature], correct),
-        "seconds": seconds,
-        "images_per_second": len(labels) / seconds,
+        "seconds": scored["seconds"],
+        "images_per_second": len(correct) / scored["seconds"],
     }
     (out_dir / f"metrics_{tag}.json").write_text(json.dumps(result, indent=2))
     every = max(len(coverage) // 20, 1)
@@ -126,18 +140,12 @@ def selective_comparison(models: dict, data: MedMNISTData, image_size: int, n_sa
         coverage; ``details[model]`` holds ``result`` (the classification), ``correct``,
         ``scores`` and ``temperature``.
     """
-    images, labels = data.tensors(split, image_size)
-    val_images, val_labels = data.tensors("val", image_size)
-    task = data.info["task"]
     rows, details = [], {}
     for name, model in models.items():
-        metrics, result = evaluate_split(model, images, labels, task, n_samples, seed=seed)
-        _, val_result = evaluate_split(model, val_images, val_labels, task, n_samples, seed=seed + 1)
-        temperature = fit_temperature(val_result.distances, val_labels)
-        correct = (result.labels == labels).numpy()
-        scores = uncertainty_scores(result.distances, result.sample_distances)
-        confidence = {t: softmax_confidence(result.distances, t).max(dim=1).values.numpy() for t in (1.0, temperature)}
-        details[name] = {"result": result, "correct": correct, "scores": scores, "temperature": temperature, "confidence": confidence}
+        scored = classify_and_calibrate(model, data, image_size, split, n_samples, seed=seed)
+        metrics, correct, temperature, confidence = scored["metrics"], scored["correct"], scored["temperature"], scored["confidence"]
+        scores = uncertainty_scores(scored["result"].distances, scored["result"].sample_distances)
+        details[name] = {"result": scored["result"], "correct": correct, "scores": scores, "temperature": temperature, "confidence": confidence}
         for score_name, score in scores.items():
             at = accuracy_at_coverage(correct, score)
             rows.append({

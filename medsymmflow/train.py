@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -145,8 +145,6 @@ class TrainResult:
     best_metrics: dict
     last_dir: Path
     best_dir: Path
-    synthetic: bool = False
-    losses: list[float] = field(default_factory=list)
 
 
 def course_config(dataset: str, profile: Profile, **overrides) -> TrainConfig:
@@ -358,7 +356,7 @@ class Trainer:
             if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
                 self._validate_and_save(float(torch.tensor(losses[-self.config.checkpoint_every :]).mean()))
         bar.close()
-        return TrainResult(self.step, self.history, self.best_step, self.best_metrics, self.out_dir / "last", self.out_dir / "best", self.data.synthetic, losses)
+        return TrainResult(self.step, self.history, self.best_step, self.best_metrics, self.out_dir / "last", self.out_dir / "best")
 
     @torch.no_grad()
     def _validate_and_save(self, train_loss: float) -> None:

@@ -122,13 +122,6 @@ def accuracy_at_coverage(correct, uncertainty, coverages=COVERAGES) -> dict[floa
     return {float(c): float(accuracy[int(np.ceil(c * len(accuracy) - 1e-9)) - 1]) for c in coverages}
 
 
-def softmax_confidence(distances: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Class probabilities ``softmax(-d / T)`` from distances (or from logits ``-d``)."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    return torch.softmax(-torch.as_tensor(distances).double() / temperature, dim=1)
-
-
 def negative_log_likelihood(distances: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:
     """Mean ``-log softmax(-d / T)[label]``."""
     log_p = torch.log_softmax(-torch.as_tensor(distances).double() / temperature, dim=1)

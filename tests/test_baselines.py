@@ -4,7 +4,8 @@ import torch
 from medsymmflow.data import synthetic_twin
 from medsymmflow.models.baselines import BASELINES, CNNClassifier
 from medsymmflow.train import TrainConfig, Trainer, evaluate_split, load_checkpoint
-from medsymmflow.uncertainty import predicted_class_distance, softmax_confidence
+from medsymmflow.metrics import distance_scores
+from medsymmflow.uncertainty import predicted_class_distance
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -24,7 +25,7 @@ def test_distances_are_negative_log_probabilities():
     assert torch.allclose(result.distances, -torch.log(p), atol=1e-5)
     assert torch.equal(result.labels, p.argmax(1)) and result.masks is None
     # softmax(-d / T) is temperature scaling of the logits; min d ranks like max softmax probability
-    assert torch.allclose(softmax_confidence(result.distances, 2.0).float(), torch.softmax(model(x) / 2.0, dim=1), atol=1e-5)
+    assert torch.allclose(distance_scores(result.distances, 2.0).float(), torch.softmax(model(x) / 2.0, dim=1), atol=1e-5)
     assert torch.allclose(predicted_class_distance(result.distances), -torch.log(p.max(1).values), atol=1e-5)
 
 
