@@ -328,7 +328,7 @@ class Trainer:
         """Train up to ``until_step`` (default: ``config.steps``), checkpointing on the way."""
         until = min(until_step or self.config.steps, self.config.steps)
         self.model.train()
-        bar = tqdm(total=until, initial=self.step, desc=f"{self.config.preset} on {self.config.dataset}", disable=not (self.progress and self.accelerator.is_main_process))
+        bar = tqdm(total=until, initial=self.step, desc=f"{self.config.preset} on {self.config.dataset}", disable=not (self.progress and self.accelerator.is_main_process), mininterval=1.0)
         losses = []
         while self.step < until:
             images, labels = self._batch()
@@ -352,7 +352,7 @@ class Trainer:
             self.step += 1
             losses.append(loss.item())
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)  # redrawn at the bar's own pace
             if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
                 self._validate_and_save(float(torch.tensor(losses[-self.config.checkpoint_every :]).mean()))
         bar.close()
