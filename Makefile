@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?=
 PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
 
-.PHONY: install demo course test test-unit test-notebooks lab bench clean
+.PHONY: install demo course reproduce test test-unit test-notebooks lab bench clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_symmflow.py
+
+# The paper comparison on one GPU (README, "Paper-scale run"); SMOKE=1 checks the pipeline on a CPU in a minute.
+reproduce: $(STAMP)
+	$(PY) -m medsymmflow reproduce $(if $(SMOKE),--smoke,)
 
 course: $(STAMP)
 	$(PY) -m medsymmflow course $(PROFILE_ARG)

@@ -5,6 +5,7 @@
     medsymmflow sample    runs/train/pneumonia/best --class 1 --n 16 --out samples.png
     medsymmflow demo      [--out runs/demo]
     medsymmflow course    [notebooks ...]
+    medsymmflow reproduce [--datasets pneumoniamnist retinamnist] [--epochs 100] [--time-budget S --fit-budget] [--smoke]
 
 Multi-GPU or multi-node: ``accelerate launch -m medsymmflow train ...``.
 """
@@ -132,6 +133,23 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reproduce(args: argparse.Namespace) -> int:
+    from medsymmflow.reproduce import BudgetError, Settings, reproduce
+
+    settings = Settings(datasets=tuple(args.datasets), seeds=tuple(args.seeds), epochs=args.epochs, draws=args.draws,
+                        smoke=args.smoke, data_root=args.data_root)
+    out = Path(args.out)
+    models = Path(args.models) if args.models else (out / "models" if args.smoke else None)
+    try:
+        results = reproduce(settings, out, budget_seconds=args.time_budget, fit_budget=args.fit_budget, models_dir=models)
+    except BudgetError as error:
+        print(f"medsymmflow reproduce: stopped before training: {error}", file=sys.stderr)
+        return 3
+    print((out / "results.md").read_text())
+    print(f"wrote {out}/results.md and results.json in {results['wall_seconds']['total']:.0f} s")
+    return 0
+
+
 def _summary(m: dict) -> str:
     return (
         f"ACC {m['acc']:.3f}, AUC {m['auc']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}, "
@@ -204,6 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
     course.add_argument("--profile", choices=config.PROFILES, help="override MEDSYMMFLOW_PROFILE")
     course.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
     course.set_defaults(run=_course)
+    from medsymmflow.reproduce import DEFAULT_DATASETS
+    reproduce = commands.add_parser("reproduce", help="train the full recipe and a same-run ResNet-18, compare with the paper (GPU)")
+    reproduce.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS), help="MedMNIST flags (default: %(default)s)")
+    reproduce.add_argument("--seeds", nargs="+", type=int, default=[0], help="one run per seed; tables show mean ± std")
+    reproduce.add_argument("--epochs", type=int, default=config.full_epochs(), help="training epochs (default %(default)s; the paper: 1000)")
+    reproduce.add_argument("--draws", type=int, default=8, help="mask-noise draws of the second evaluation (the paper: 1)")
+    reproduce.add_argument("--time-budget", dest="time_budget", type=float, help="seconds: time 100 steps first and stop unless the run fits")
+    reproduce.add_argument("--fit-budget", dest="fit_budget", action="store_true", help="train fewer epochs to fit --time-budget instead of stopping")
+    reproduce.add_argument("--smoke", action="store_true", help="tiny model, a few steps: checks the pipeline in about a minute on a CPU")
+    reproduce.add_argument("--out", default="runs/reproduce", help="folder for results.md and results.json")
+    reproduce.add_argument("--models", help="folder of the checkpoints (default: runs/models, shared with the notebooks; OUT/models with --smoke)")
+    reproduce.add_argument("--data-root")
+    reproduce.set_defaults(run=_reproduce)
     return parser
 
 
@@ -213,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("n", "n_samples", "steps"):
+    for name in ("n", "n_samples", "steps", "epochs", "draws"):
         if getattr(args, name, None) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     try:

@@ -6,7 +6,9 @@ Two profiles exist:
 * ``full``: sized for one GPU, to reproduce the paper's numbers.
 
 The default is ``full`` when CUDA is available and ``fast`` otherwise; the
-``MEDSYMMFLOW_PROFILE`` environment variable overrides it.
+``MEDSYMMFLOW_PROFILE`` environment variable overrides it. ``MEDSYMMFLOW_EPOCHS`` sets the
+``full`` recipe's training epochs (default 100, a tenth of the paper's 1000), so that
+notebooks can reuse the checkpoints of a shorter ``medsymmflow reproduce`` run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 PROFILE_ENV = "MEDSYMMFLOW_PROFILE"
 PROFILES = ("fast", "full")
+EPOCHS_ENV = "MEDSYMMFLOW_EPOCHS"
+FULL_EPOCHS = 100
 
 T = TypeVar("T")
 
@@ -79,6 +83,20 @@ def profile(name: str | None = None) -> Profile:
     chosen = Profile(name)
     logger.info("profile: %s", chosen.name)
     return chosen
+
+
+def full_epochs() -> int:
+    """Training epochs of the ``full`` recipe: ``MEDSYMMFLOW_EPOCHS`` if set, else 100.
+
+    Raises:
+        ValueError: the variable is not a positive integer.
+    """
+    value = os.environ.get(EPOCHS_ENV, "").strip()
+    if not value:
+        return FULL_EPOCHS
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{EPOCHS_ENV} must be a positive integer (training epochs of the full recipe), got {value!r}")
+    return int(value)
 
 
 def project_dir() -> Path:

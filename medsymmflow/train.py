@@ -33,9 +33,9 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from medsymmflow import __version__
-from medsymmflow.config import Profile, get_device, runs_dir
+from medsymmflow.config import Profile, full_epochs, get_device, runs_dir
 from medsymmflow.data import MedMNISTData, load_dataset
-from medsymmflow.data.masks import check_task
+from medsymmflow.data.masks import PALETTE_INDEX, check_task
 from medsymmflow.data.medmnist import dataset_info
 from medsymmflow.metrics import classification_metrics, distance_scores
 from medsymmflow.models.baselines import BASELINES, CNNClassifier
@@ -44,8 +44,9 @@ from medsymmflow.models.unet import PRESETS, VelocityUNet, make_unet
 
 logger = logging.getLogger(__name__)
 
-MODEL_FIELDS = ("dataset", "size", "image_size", "preset", "mask_mode")
+MODEL_FIELDS = ("dataset", "size", "image_size", "preset", "mask_mode", "palette_index")
 SELECT_METRICS = ("auc", "acc", "balanced_accuracy")
+LOG_EVERY = 50  # steps between reads of the loss (each read waits for the device)
 
 
 class ConfigMismatchError(ValueError):
@@ -67,6 +68,8 @@ class TrainConfig:
         preset: UNet preset of MedSymmFlow (``tiny``, ``paper-pixel``, ``paper-latent``), or a
             discriminative baseline trained by the same loop (``resnet18``, ``cnn-small``).
         mask_mode: ``rgb`` (paper) or ``gray``.
+        palette_index: ``round`` or ``truncate`` (the official code's) RGB palette entries;
+            checkpoints written before this field existed used ``round``, its default.
         image_weight: ``w`` in ``w * MSE_image + (1 - w) * MSE_mask``.
         sigma_min: end width of the path.
         beta: mask dequantization width (0-255 units).
@@ -93,6 +96,7 @@ class TrainConfig:
     image_size: int = 28
     preset: str = "tiny"
     mask_mode: str = "rgb"
+    palette_index: str = "round"
     image_weight: float = 0.7
     sigma_min: float = 1e-4
     beta: float = 4.0
@@ -126,6 +130,8 @@ class TrainConfig:
             problems.append(f"image_size ({self.image_size}) must be >= the file's size ({self.size}); images are padded")
         if self.select_metric not in SELECT_METRICS:
             problems.append(f"select_metric must be one of {SELECT_METRICS}, got {self.select_metric!r}")
+        if self.palette_index not in PALETTE_INDEX:
+            problems.append(f"palette_index must be one of {PALETTE_INDEX}, got {self.palette_index!r}")
         if self.mixed_precision not in ("auto", "no", "bf16"):
             problems.append(f"mixed_precision must be 'auto', 'no' or 'bf16', got {self.mixed_precision!r}")
         if problems:
@@ -147,42 +153,51 @@ class TrainResult:
     best_dir: Path
 
 
-def course_config(dataset: str, profile: Profile, **overrides) -> TrainConfig:
+def course_config(dataset: str, profile: Profile, epochs: int | None = None, **overrides) -> TrainConfig:
     """The course's standard run of a dataset in a profile (used by the notebooks and benchmarks).
 
     ``fast``: the ``tiny`` UNet at native 28 px, 300 steps of batch 64, lr 1e-3 (CPU minutes).
-    ``full``: the paper's ``paper-pixel`` UNet at 32 px, AdamW 4e-4, batch 64, 100 epochs of
-    the training split (a tenth of the paper's 1000), validated every 10 epochs.
+    ``full``: the paper's ``paper-pixel`` UNet at 32 px with the official palette (truncated
+    index), AdamW 4e-4, batch 64, ``epochs`` epochs of the training split (default
+    :func:`medsymmflow.config.full_epochs`: 100, a tenth of the paper's 1000), warm-up 5 % of
+    the steps, validated every tenth of the run. ``epochs`` is ignored by ``fast``.
     """
     if profile.is_fast:
         settings = dict(preset="tiny", image_size=28, steps=300, batch_size=64, lr=1e-3, checkpoint_every=150)
     else:
-        steps_per_epoch = math.ceil(dataset_info(dataset)["n_samples"]["train"] / 64)
-        settings = dict(preset="paper-pixel", image_size=32, steps=100 * steps_per_epoch, batch_size=64, lr=4e-4,
-                        warmup_steps=5 * steps_per_epoch, checkpoint_every=10 * steps_per_epoch)
+        epochs = full_epochs() if epochs is None else epochs
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+        steps = epochs * math.ceil(dataset_info(dataset)["n_samples"]["train"] / 64)
+        settings = dict(preset="paper-pixel", image_size=32, palette_index="truncate", steps=steps, batch_size=64,
+                        lr=4e-4, warmup_steps=math.ceil(steps / 20), checkpoint_every=max(steps // 10, 1))
     return TrainConfig(dataset=dataset, **{**settings, **overrides})
 
 
-def run_dir(config: TrainConfig, synthetic: bool = False) -> Path:
+def run_dir(config: TrainConfig, synthetic: bool = False, root: Path | None = None) -> Path:
     """A readable, unique folder for a configuration (and kind of data):
-    ``runs/models/<dataset>[-synthetic]_<preset>_<size>px_<steps>steps_seed<seed>_<hash>``."""
+    ``<root>/<dataset>[-synthetic]_<preset>_<size>px_<steps>steps_seed<seed>_<hash>``, root ``runs/models`` by default."""
     digest = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
     data = f"{config.dataset}-synthetic" if synthetic else config.dataset
-    return runs_dir() / "models" / f"{data}_{config.preset}_{config.image_size}px_{config.steps}steps_seed{config.seed}_{digest}"
+    return (root or runs_dir() / "models") / f"{data}_{config.preset}_{config.image_size}px_{config.steps}steps_seed{config.seed}_{digest}"
 
 
-def train_or_load(config: TrainConfig, data: MedMNISTData | None = None, progress: bool = True) -> tuple[SymmetricFlow | CNNClassifier, dict]:
+def train_or_load(config: TrainConfig, data: MedMNISTData | None = None, progress: bool = True, root: Path | None = None) -> tuple[SymmetricFlow | CNNClassifier, dict]:
     """Load the best checkpoint of exactly this configuration and data if one exists, else train it
-    (resuming an interrupted run).
+    (resuming an interrupted run). ``root``: the folder of cached runs (see :func:`run_dir`).
 
     Returns:
         ``(model on the default device in eval mode, checkpoint metadata)``; the metadata's
         ``history`` holds the validation record of the training run.
     """
     data = data or load_dataset(config.dataset, config.size, allow_synthetic=config.allow_synthetic, seed=config.seed)
-    folder = run_dir(config, data.synthetic)
-    if not (folder / "best" / "config.json").exists():
-        Trainer(config, folder, data=data, resume=(folder / "last" / "config.json").exists(), progress=progress).train()
+    folder = run_dir(config, data.synthetic, root)
+    try:
+        finished = read_checkpoint_meta(folder / "last")["step"] >= config.steps
+    except FileNotFoundError:  # never started
+        finished = None
+    if not finished:  # a run killed after its first validation has a best/ but must still resume to config.steps
+        Trainer(config, folder, data=data, resume=finished is not None, progress=progress).train()
     return load_checkpoint(folder / "best", expected=config, device=get_device())
 
 
@@ -193,7 +208,8 @@ def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> Sym
     channels = image_channels + (3 if config.mask_mode == "rgb" else 1)
     velocity = VelocityUNet(make_unet(config.preset, channels, sample_size=config.image_size))
     return SymmetricFlow(
-        velocity, image_channels, n_classes, config.mask_mode, config.image_weight, config.sigma_min, config.beta
+        velocity, image_channels, n_classes, config.mask_mode, config.image_weight, config.sigma_min, config.beta,
+        config.palette_index,
     )
 
 
@@ -214,9 +230,15 @@ def _checkpoint_dir(path: Path) -> Path:
     raise FileNotFoundError(f"no checkpoint at {path} (expected {path / 'config.json'})")
 
 
+# Fields added to TrainConfig after checkpoints were written, with the value those checkpoints used.
+LEGACY_DEFAULTS = {"palette_index": "round"}
+
+
 def read_checkpoint_meta(path: str | os.PathLike) -> dict:
-    """The ``config.json`` of a checkpoint folder."""
-    return json.loads((_checkpoint_dir(Path(path)) / "config.json").read_text())
+    """The ``config.json`` of a checkpoint folder; config fields it predates get the value it was trained with."""
+    meta = json.loads((_checkpoint_dir(Path(path)) / "config.json").read_text())
+    meta["config"] = {**LEGACY_DEFAULTS, **meta["config"]}
+    return meta
 
 
 def load_checkpoint(path: str | os.PathLike, expected: TrainConfig | None = None, device: str | torch.device = "cpu") -> tuple[SymmetricFlow | CNNClassifier, dict]:
@@ -296,7 +318,7 @@ class Trainer:
         model.net, self.optimizer = self.accelerator.prepare(model.net, optimizer)
         self.model = model.to(device)
         self.scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
-        self.ema = EMAModel(self._parameters(), decay=config.ema_decay)
+        self.ema = EMAModel(self._parameters(), decay=config.ema_decay, foreach=True)
         self.data_generator = torch.Generator().manual_seed(config.seed)
         self.noise_generator = torch.Generator(device=device).manual_seed(config.seed + 1 + self.accelerator.process_index)
         self.step, self.history, self.best_step, self.best_metrics = 0, [], 0, {}
@@ -329,34 +351,45 @@ class Trainer:
         until = min(until_step or self.config.steps, self.config.steps)
         self.model.train()
         bar = tqdm(total=until, initial=self.step, desc=f"{self.config.preset} on {self.config.dataset}", disable=not (self.progress and self.accelerator.is_main_process), mininterval=1.0)
-        losses = []
+        losses = []  # on the device: reading a loss waits for the GPU, so it is read only every LOG_EVERY steps
         while self.step < until:
             images, labels = self._batch()
             with self.accelerator.autocast():
                 parts = self.model.loss(images, labels, generator=self.noise_generator)
             loss = parts.total
-            if not torch.isfinite(self.accelerator.reduce(loss.detach(), "sum")):
-                last = self.out_dir / "last"
-                raise NonFiniteLossError(
-                    f"the training loss became {loss.item()} at step {self.step + 1}; training stopped. "
-                    f"The last good checkpoint ({last}, step {self._saved_step(last)}) was left untouched. "
-                    "Lower the learning rate or check the data for NaNs."
-                )
             self.accelerator.backward(loss)
             if self.config.grad_clip > 0:
                 self.accelerator.clip_grad_norm_(self.model.net.parameters(), self.config.grad_clip)
+            losses.append(loss.detach())
+            ends_interval = (self.step + 1) % self.config.checkpoint_every == 0 or self.step + 1 == self.config.steps
+            if (self.step + 1) % LOG_EVERY == 0 or ends_interval or self.step + 1 == until:
+                self._check_finite(losses[-LOG_EVERY:])
+                bar.set_postfix(loss=f"{losses[-1].item():.3f}", refresh=False)  # redrawn at the bar's own pace
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.ema.step(self._parameters())
             self.step += 1
-            losses.append(loss.item())
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)  # redrawn at the bar's own pace
-            if self.step % self.config.checkpoint_every == 0 or self.step == self.config.steps:
-                self._validate_and_save(float(torch.tensor(losses[-self.config.checkpoint_every :]).mean()))
+            if ends_interval:
+                self._validate_and_save(float(torch.stack(losses[-self.config.checkpoint_every :]).float().mean()))
+                losses = losses[-LOG_EVERY:]
         bar.close()
         return TrainResult(self.step, self.history, self.best_step, self.best_metrics, self.out_dir / "last", self.out_dir / "best")
+
+    def _check_finite(self, recent: list[torch.Tensor]) -> None:
+        """Raise before the optimizer step if any of the last steps' losses is NaN or infinite."""
+        values = self.accelerator.reduce(torch.stack(recent).float(), "sum")
+        finite = torch.isfinite(values)
+        if not bool(finite.all()):
+            first = int((~finite).nonzero()[0])
+            step = self.step + 1 - len(recent) + 1 + first
+            last = self.out_dir / "last"
+            raise NonFiniteLossError(
+                f"the training loss became {values[first].item()} at step {step}; training stopped. "
+                f"The last good checkpoint ({last}, step {self._saved_step(last)}) was left untouched. "
+                "Lower the learning rate or check the data for NaNs."
+            )
 
     @torch.no_grad()
     def _validate_and_save(self, train_loss: float) -> None:

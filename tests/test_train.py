@@ -153,3 +153,25 @@ def test_train_or_load_trains_once_then_loads(tmp_path, data, monkeypatch):
     again, meta_again = train_module.train_or_load(config, data)
     assert meta_again["step"] == meta["step"] == 2
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
+def test_train_or_load_resumes_a_run_killed_after_its_first_validation(tmp_path, data):
+    config = _config()
+    folder = train_module.run_dir(config, data.synthetic, tmp_path)
+    Trainer(config, folder, data=data, progress=False).train(until_step=3)  # best/ and last/ at step 3, then "killed"
+    assert (folder / "best" / "config.json").exists()
+    _, meta = train_module.train_or_load(config, data, progress=False, root=tmp_path)
+    assert meta["step"] <= 6 and train_module.read_checkpoint_meta(folder / "last")["step"] == 6
+    assert [h["step"] for h in meta["history"]][-1] in (3, 6)
+    assert [h["step"] for h in train_module.read_checkpoint_meta(folder / "last")["history"]] == [3, 6]
+
+
+def test_a_checkpoint_written_before_palette_index_existed_loads_with_the_rounded_palette(tmp_path, data):
+    Trainer(_config(steps=3), tmp_path, data=data, progress=False).train()
+    meta_path = tmp_path / "best" / "config.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["palette_index"]  # as written by medsymmflow before this field
+    meta_path.write_text(json.dumps(meta))
+    model, loaded = load_checkpoint(tmp_path / "best")
+    assert loaded["config"]["palette_index"] == "round"
+    assert torch.allclose(model.colours, train_module.build_model(_config(), 5, 3).colours)

@@ -4,16 +4,25 @@ MedSymmFlow (Caetano et al. 2025) encodes class ``i`` of ``K`` as a constant ima
 filled with a class colour:
 
 * **RGB** (the paper's): the 64 colours whose channels take values in
-  ``{0, 75, 150, 225}``; class ``i`` takes palette entry ``round(linspace(0, 63, K))[i]``
-  so the K colours are spread apart; values are scaled to [-1, 1] by ``v / 127.5 - 1``.
+  ``{0, 75, 150, 225}``; class ``i`` takes palette entry ``linspace(0, 63, K)[i]`` so the
+  K colours are spread apart. The official code **truncates** the index
+  (``palette_index="truncate"``: K = 5 -> entries 0, 15, 31, 47, 63); this course first
+  rounded it (``"round"``: 0, 16, 32, 47, 63), still the default of the ``fast`` recipe and of
+  every checkpoint that does not name its palette. Values are scaled to [-1, 1] by
+  ``v / 127.5 - 1``.
 * **gray**: one channel with K evenly spaced levels ``linspace(0, 255, K)``, scaled alike.
 
 Training dequantizes a mask with uniform noise of width ``beta / 127.5`` (``beta = 4``
 in 0-255 units), centred on the colour: ``m + U(-beta / 255, beta / 255)``.
 
-Decoding takes the pixel mean of a (predicted) mask, ``c_hat = mean_{h,w} m[:, h, w]``,
-and its L2 distance to every class colour, ``d_k = ||c_hat - c_k||_2``; the label is
-``argmin_k d_k``. The same distances feed the uncertainty chapter.
+Decoding turns a (predicted) mask into one distance per class; the label is
+``argmin_k d_k`` and the same distances feed the uncertainty chapter. Two decodings:
+
+* ``"pixel_distance"`` (the official code's): the mean over pixels of the per-pixel L2
+  distance, ``d_k = mean_{h,w} ||m[:, h, w] - c_k||_2``;
+* ``"mean_colour"``: the L2 distance of the pixel-mean colour,
+  ``d_k = ||mean_{h,w} m[:, h, w] - c_k||_2`` - never larger than the pixel distance
+  (the triangle inequality), as it drops the mask's spatial spread.
 """
 
 from __future__ import annotations
@@ -25,6 +34,8 @@ import torch
 
 LEVELS = (0, 75, 150, 225)
 MODES = ("rgb", "gray")
+PALETTE_INDEX = ("round", "truncate")
+DECODINGS = ("mean_colour", "pixel_distance")
 MAX_CLASSES = {"rgb": len(LEVELS) ** 3, "gray": 256}
 DEFAULT_BETA = 4.0
 
@@ -51,18 +62,23 @@ def mask_channels(mode: str) -> int:
     return 3 if mode == "rgb" else 1
 
 
-def class_colours(n_classes: int, mode: str = "rgb") -> torch.Tensor:
+def class_colours(n_classes: int, mode: str = "rgb", palette_index: str = "round") -> torch.Tensor:
     """The K class colours in [-1, 1], shape (K, C).
 
-    RGB: ``palette[round(linspace(0, 63, K))] / 127.5 - 1``; gray: ``linspace(0, 255, K) / 127.5 - 1``.
+    RGB: ``palette[index(linspace(0, 63, K))] / 127.5 - 1`` where ``index`` rounds
+    (``palette_index="round"``) or truncates (``"truncate"``, the official code's
+    ``linspace(0, 63, K).long()``); gray: ``linspace(0, 255, K) / 127.5 - 1``.
     """
     channels = mask_channels(mode)
+    if palette_index not in PALETTE_INDEX:
+        raise ValueError(f"Unknown palette_index {palette_index!r}: expected one of {PALETTE_INDEX}.")
     if not 2 <= n_classes <= MAX_CLASSES[mode]:
         raise ValueError(
             f"n_classes must lie in [2, {MAX_CLASSES[mode]}] for {mode!r} masks, got {n_classes}."
         )
     if mode == "rgb":
-        index = np.round(np.linspace(0, len(LEVELS) ** 3 - 1, n_classes)).astype(int)
+        positions = np.linspace(0, len(LEVELS) ** 3 - 1, n_classes)
+        index = (np.round(positions) if palette_index == "round" else np.floor(positions)).astype(int)
         values = rgb_palette()[index].astype(np.float64)
     else:
         values = np.linspace(0, 255, n_classes)[:, None]
@@ -78,6 +94,7 @@ def labels_to_masks(
     mode: str = "rgb",
     beta: float = 0.0,
     generator: torch.Generator | None = None,
+    palette_index: str = "round",
 ) -> torch.Tensor:
     """Constant class-colour masks, optionally dequantized.
 
@@ -91,6 +108,7 @@ def labels_to_masks(
         mode: ``"rgb"`` or ``"gray"``.
         beta: dequantization width in 0-255 units (the paper trains with 4).
         generator: RNG for the noise.
+        palette_index: ``"round"`` or ``"truncate"`` (see :func:`class_colours`).
 
     Returns:
         Float tensor (N, C, H, W) in [-1 - beta/255, 1 + beta/255].
@@ -110,7 +128,7 @@ def labels_to_masks(
     if beta < 0:
         raise ValueError(f"beta must be non-negative, got {beta}")
     height, width = (size, size) if isinstance(size, int) else size
-    colours = class_colours(n_classes, mode).to(labels.device)
+    colours = class_colours(n_classes, mode, palette_index).to(labels.device)
     masks = colours[labels][:, :, None, None].expand(-1, -1, height, width).clone()
     if beta > 0:
         device = generator.device if generator is not None else masks.device
@@ -119,17 +137,24 @@ def labels_to_masks(
     return masks
 
 
-def mask_distances(masks: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
-    """L2 distance of each mask's pixel-mean colour to each class colour.
+def mask_distances(masks: torch.Tensor, colours: torch.Tensor, decoding: str = "mean_colour") -> torch.Tensor:
+    """Distance of each mask to each class colour, shape (N, K).
 
-    ``d[n, k] = || mean_{h,w} masks[n, :, h, w] - colours[k] ||_2``, shape (N, K).
+    ``"mean_colour"``: ``d[n, k] = || mean_{h,w} masks[n, :, h, w] - colours[k] ||_2``;
+    ``"pixel_distance"`` (the official code's): ``d[n, k] = mean_{h,w} || masks[n, :, h, w] - colours[k] ||_2``.
     """
+    if decoding not in DECODINGS:
+        raise ValueError(f"Unknown decoding {decoding!r}: expected one of {DECODINGS}.")
     if masks.ndim != 4 or masks.shape[1] != colours.shape[1]:
         raise ValueError(
             f"masks must be (N, C, H, W) with C = {colours.shape[1]} colour channels, got {tuple(masks.shape)}"
         )
-    mean_colour = masks.float().mean(dim=(2, 3))
-    return torch.cdist(mean_colour, colours.to(mean_colour), compute_mode="donot_use_mm_for_euclid_dist")
+    masks = masks.float()
+    colours = colours.to(masks)
+    if decoding == "pixel_distance":
+        return (masks[:, None] - colours[None, :, :, None, None]).norm(dim=2).mean(dim=(2, 3))
+    mean_colour = masks.mean(dim=(2, 3))
+    return torch.cdist(mean_colour, colours, compute_mode="donot_use_mm_for_euclid_dist")
 
 
 def masks_to_labels(masks: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:

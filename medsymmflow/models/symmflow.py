@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from medsymmflow.data.masks import class_colours, labels_to_masks, mask_channels, mask_distances
+from medsymmflow.data.masks import DECODINGS, class_colours, labels_to_masks, mask_channels, mask_distances
 from medsymmflow.flow.paths import SIGMA_MIN, ot_path, sample_time
 from medsymmflow.flow.solvers import integrate
 
@@ -43,8 +43,8 @@ class Classification:
 
     Attributes:
         labels: predicted classes ``argmin_k distances[:, k]``, shape (N,).
-        distances: per-class distances of the predicted mask's mean colour, averaged
-            over the noise draws, shape (N, K).
+        distances: per-class distances of the predicted mask (the model's ``decoding``),
+            averaged over the noise draws, shape (N, K).
         sample_distances: the distances of every draw, shape (S, N, K).
         masks: the predicted masks averaged over the draws, shape (N, C_mask, H, W)
             (None for the discriminative baselines, which predict no mask).
@@ -77,6 +77,10 @@ class SymmetricFlow(nn.Module):
         image_weight: ``w`` of the loss (0.7 in the paper).
         sigma_min: end width of the linear path.
         beta: mask dequantization width in 0-255 units (4 in the paper).
+        palette_index: ``"round"`` or ``"truncate"`` (the official code's) palette entries.
+        decoding: how :meth:`classify` turns a predicted mask into class distances,
+            ``"mean_colour"`` or ``"pixel_distance"`` (the official code's); an attribute,
+            so one set of weights can be evaluated with either.
     """
 
     def __init__(
@@ -88,10 +92,14 @@ class SymmetricFlow(nn.Module):
         image_weight: float = 0.7,
         sigma_min: float = SIGMA_MIN,
         beta: float = 4.0,
+        palette_index: str = "round",
+        decoding: str = "mean_colour",
     ):
         super().__init__()
         if not 0.0 <= image_weight <= 1.0:
             raise ValueError(f"image_weight must lie in [0, 1], got {image_weight}")
+        if decoding not in DECODINGS:
+            raise ValueError(f"Unknown decoding {decoding!r}: expected one of {DECODINGS}.")
         self.net = velocity
         self.image_channels = image_channels
         self.mask_channels = mask_channels(mask_mode)
@@ -100,7 +108,9 @@ class SymmetricFlow(nn.Module):
         self.image_weight = image_weight
         self.sigma_min = sigma_min
         self.beta = beta
-        self.register_buffer("colours", class_colours(n_classes, mask_mode), persistent=False)
+        self.palette_index = palette_index
+        self.decoding = decoding
+        self.register_buffer("colours", class_colours(n_classes, mask_mode, palette_index), persistent=False)
 
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The joint velocity ``v([x_t, y_t], t)``."""
@@ -108,7 +118,7 @@ class SymmetricFlow(nn.Module):
 
     def masks(self, labels: torch.Tensor, size: int, beta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
         """Semantic masks of ``labels`` at ``size`` px on the model's device."""
-        return labels_to_masks(labels.to(self.colours.device), self.n_classes, size, self.mask_mode, beta, generator)
+        return labels_to_masks(labels.to(self.colours.device), self.n_classes, size, self.mask_mode, beta, generator, self.palette_index)
 
     def loss(
         self,
@@ -181,7 +191,7 @@ class SymmetricFlow(nn.Module):
             mask_noise = _randn((len(images), self.mask_channels, size, size), generator, images.device)
             solution = integrate(self, torch.cat([images, mask_noise], dim=1), 1.0, 0.0, steps, solver)
             predicted = solution.z[:, self.image_channels :]
-            all_distances.append(mask_distances(predicted, self.colours))
+            all_distances.append(mask_distances(predicted, self.colours, self.decoding))
             mask_sum = mask_sum + predicted
         sample_distances = torch.stack(all_distances)
         distances = sample_distances.mean(dim=0)
