@@ -40,7 +40,7 @@ import torch
 from medsymmflow import __version__, config
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.data.masks import DECODINGS
-from medsymmflow.train import TrainConfig, Trainer, course_config, evaluate_split, train_or_load
+from medsymmflow.train import TrainConfig, Trainer, course_config, evaluate_split, read_checkpoint_meta, run_dir, train_or_load
 from medsymmflow.uncertainty import accuracy_at_coverage, aurc, predicted_class_distance
 
 logger = logging.getLogger(__name__)
@@ -181,7 +181,8 @@ def run_one(dataset: str, data: MedMNISTData, settings: Settings, seed: int, epo
         start = time.perf_counter()
         model, meta = train_or_load(train_config, data, progress=False, root=models_dir)
         phases[f"train {name}"] = time.perf_counter() - start
-        runs[name] = {"config": meta["config"], "best_step": meta["best_step"], "history": meta["history"]}
+        last = read_checkpoint_meta(run_dir(train_config, data.synthetic, models_dir) / "last")  # best/ holds the history up to its step
+        runs[name] = {"config": meta["config"], "best_step": meta["best_step"], "step": last["step"], "history": last["history"]}
         is_flow = train_config.preset != BASELINE
         for decoding in DECODINGS if is_flow else (None,):
             if decoding is not None:
@@ -322,11 +323,12 @@ def provenance() -> dict:
 
     device = config.get_device()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    commit = _git("rev-parse", "--short", "HEAD")
-    if commit == "unknown":  # a copy without .git (e.g. a lent GPU machine): the caller may say which commit it is
-        commit = os.environ.get(COMMIT_ENV, "unknown")
+    # A copy of the working tree (e.g. on a lent GPU machine) may carry no .git, or a stale one: the caller can say.
+    given = os.environ.get(COMMIT_ENV)
     return {
-        "commit": commit, "uncommitted_changes": _git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown"),
+        "commit": given or _git("rev-parse", "--short", "HEAD"),
+        "commit_source": f"${COMMIT_ENV}" if given else "git",
+        "uncommitted_changes": None if given else _git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown"),
         "medsymmflow": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__, "accelerate": accelerate.__version__,
         "python": platform.python_version(), "device": name, "cuda": torch.version.cuda, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }

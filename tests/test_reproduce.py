@@ -40,6 +40,8 @@ def test_smoke_runs_the_whole_pipeline_on_the_real_data(real_data, tmp_path, cap
     assert {"commit", "torch", "diffusers", "device", "python"} <= set(results["provenance"])
     assert results["plan"]["seconds_per_step"]["MedSymmFlow"] > 0 and results["wall_seconds"]["probe"] > 0
     assert (tmp_path / "models").is_dir()
+    flow_run = results["runs"]["pneumoniamnist seed 0"]["MedSymmFlow"]
+    assert flow_run["step"] == 20 and [h["step"] for h in flow_run["history"]] == [10, 20]  # the whole run, not best/'s part
     report = (tmp_path / "results.md").read_text()
     assert "SMOKE RUN" in report and "| pneumoniamnist | MedSymmFlow | pixel_distance | 1 |" in report
     assert "results.md" in capsys.readouterr().out
