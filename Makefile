@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?=
 PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
 
-.PHONY: install demo course reproduce test test-unit test-notebooks lab bench clean
+.PHONY: install demo course reproduce test lint test-unit test-notebooks lab bench clean
 
 install: $(STAMP)
 
@@ -31,7 +31,12 @@ reproduce: $(STAMP)
 course: $(STAMP)
 	$(PY) -m medsymmflow course $(PROFILE_ARG)
 
-test: test-unit test-notebooks
+test: lint test-unit test-notebooks
+
+# The pre-commit hooks on every tracked file (ruff lint + format, notebooks without outputs,
+# whitespace, large files, YAML); they call the tools in .venv, so this works offline.
+lint: $(STAMP)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
 
 test-unit: $(STAMP)
 	MEDSYMMFLOW_PROFILE=fast $(PY) -m pytest tests/

@@ -37,7 +37,10 @@ def main() -> None:
     overrides = {"seed": args.seed, **({"steps": args.steps, "checkpoint_every": args.steps} if args.steps else {})}
     flow_config = course_config(args.dataset, profile, **overrides)
     baseline_config = course_config(args.dataset, profile, preset=args.baseline, **overrides)
-    models = {"MedSymmFlow": train_or_load(flow_config, data)[0], f"CNN ({args.baseline})": train_or_load(baseline_config, data)[0]}
+    models = {
+        "MedSymmFlow": train_or_load(flow_config, data)[0],
+        f"CNN ({args.baseline})": train_or_load(baseline_config, data)[0],
+    }
     rows, _ = selective_comparison(models, data, flow_config.image_size, n_samples=args.draws, seed=args.seed)
     table = pd.DataFrame(rows).set_index(["model", "score"])
     columns = ["ACC", "AUC", "balanced ACC", "ECE (T fitted on val)", "AURC", "E-AURC", "ACC@80%"]

@@ -50,7 +50,9 @@ def main() -> None:
 
     seed_everything(0)
     device = get_device(args.device)
-    config = TrainConfig(preset=args.preset, image_size=args.image_size, size=min(args.image_size, 28) if args.image_size < 64 else 64)
+    config = TrainConfig(
+        preset=args.preset, image_size=args.image_size, size=min(args.image_size, 28) if args.image_size < 64 else 64
+    )
     model = build_model(config, args.classes, args.channels).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x = torch.rand(args.batch_size, args.channels, args.image_size, args.image_size, device=device) * 2 - 1
@@ -72,7 +74,11 @@ def main() -> None:
         resnet_s = timed(lambda: resnet(eval_x), args.repeats, device)
         labels = torch.randint(0, args.classes, (args.eval_batch // 4,), device=device)
         generate_s = timed(lambda: model.generate(labels, args.image_size, steps=25), max(1, args.repeats // 2), device)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = (
+        torch.cuda.max_memory_allocated() / 2**20
+        if device.type == "cuda"
+        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    )
     results = {
         "device": str(device),
         "preset": args.preset,

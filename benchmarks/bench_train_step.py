@@ -18,7 +18,7 @@ import time
 import torch
 
 from medsymmflow.data import load_dataset
-from medsymmflow.train import Trainer, TrainConfig, build_model
+from medsymmflow.train import TrainConfig, Trainer, build_model
 
 
 def _sync():
@@ -65,20 +65,32 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="paper-pixel")
     parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (default, reduce-overhead): about a minute of compilation each")
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time torch.compile (default, reduce-overhead): about a minute of compilation each",
+    )
     args = parser.parse_args()
     data = load_dataset("pneumoniamnist")
-    config = TrainConfig(preset=args.preset, image_size=32, steps=10_000, checkpoint_every=10_000, palette_index="truncate")
+    config = TrainConfig(
+        preset=args.preset, image_size=32, steps=10_000, checkpoint_every=10_000, palette_index="truncate"
+    )
     rows = {
         "trainer step (batch 64, bf16 on CUDA, EMA, clipping)": time_trainer(config, data, args.steps),
         "forward + backward + AdamW, bf16": time_bare(config, data, args.steps, torch.bfloat16),
         "forward + backward + AdamW, fp32": time_bare(config, data, args.steps, torch.float32),
-        "forward + backward + AdamW, bf16, batch 256": time_bare(TrainConfig(**{**config.to_dict(), "batch_size": 256}), data, args.steps, torch.bfloat16),
-        "resnet18 trainer step (batch 64)": time_trainer(TrainConfig(**{**config.to_dict(), "preset": "resnet18"}), data, args.steps),
+        "forward + backward + AdamW, bf16, batch 256": time_bare(
+            TrainConfig(**{**config.to_dict(), "batch_size": 256}), data, args.steps, torch.bfloat16
+        ),
+        "resnet18 trainer step (batch 64)": time_trainer(
+            TrainConfig(**{**config.to_dict(), "preset": "resnet18"}), data, args.steps
+        ),
     }
     if args.compile:
         for mode in ("default", "reduce-overhead"):
-            rows[f"forward + backward + AdamW, bf16, torch.compile {mode}"] = time_bare(config, data, args.steps, torch.bfloat16, mode)
+            rows[f"forward + backward + AdamW, bf16, torch.compile {mode}"] = time_bare(
+                config, data, args.steps, torch.bfloat16, mode
+            )
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     print(f"{args.preset}, {device}, torch {torch.__version__}")
     for name, ms in rows.items():

@@ -62,7 +62,13 @@ def _train(args: argparse.Namespace) -> int:
     train_config = _train_config(args)
     if args.resume and not (Path(args.out) / "last").exists() and not (Path(args.out) / "last.old").exists():
         raise FileNotFoundError(f"--resume: no checkpoint in {args.out}/last to resume from")
-    data = load_dataset(train_config.dataset, train_config.size, root=args.data_root, allow_synthetic=train_config.allow_synthetic, seed=train_config.seed)
+    data = load_dataset(
+        train_config.dataset,
+        train_config.size,
+        root=args.data_root,
+        allow_synthetic=train_config.allow_synthetic,
+        seed=train_config.seed,
+    )
     trainer = Trainer(train_config, args.out, data=data, resume=args.resume)
     result = trainer.train()
     if trainer.accelerator.is_main_process:
@@ -77,7 +83,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     model, meta = load_checkpoint(args.checkpoint, device=config.get_device())
     data = data_for_checkpoint(meta, args.data_root)
     out_dir = Path(args.out or Path(args.checkpoint) / "evaluation")
-    result = evaluate_to_files(model, meta, data, args.split, out_dir, args.n_samples, args.steps, args.solver, args.seed)
+    result = evaluate_to_files(
+        model, meta, data, args.split, out_dir, args.n_samples, args.steps, args.solver, args.seed
+    )
     print(_summary(result))
     print(f"wrote {out_dir}")
     return 0
@@ -97,23 +105,40 @@ def _sample(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from medsymmflow.data import load_dataset
     from medsymmflow.report import evaluate_to_files, sample_grid
-    from medsymmflow.train import Trainer, TrainConfig, load_checkpoint
+    from medsymmflow.train import TrainConfig, Trainer, load_checkpoint
 
     start = time.perf_counter()
     out = Path(args.out)
     train_config = TrainConfig(dataset=args.dataset, steps=args.steps, seed=args.seed, allow_synthetic=True)
-    data = load_dataset(train_config.dataset, train_config.size, root=args.data_root, allow_synthetic=True, seed=args.seed)
-    banner = "SYNTHETIC TWIN — the real data could not be loaded; numbers below are NOT about real images" if data.synthetic else "real data, md5 verified"
+    data = load_dataset(
+        train_config.dataset, train_config.size, root=args.data_root, allow_synthetic=True, seed=args.seed
+    )
+    banner = (
+        "SYNTHETIC TWIN — the real data could not be loaded; numbers below are NOT about real images"
+        if data.synthetic
+        else "real data, md5 verified"
+    )
     print(f"MedSymmFlow demo: {data.title} ({banner})", flush=True)
     result = Trainer(train_config, out / "checkpoints", data=data, resume=args.resume).train()
     model, meta = load_checkpoint(result.best_dir, device=config.get_device())
-    print(f"trained {result.step} steps in {time.perf_counter() - start:.0f} s; best validation checkpoint: step {result.best_step}", flush=True)
+    print(
+        f"trained {result.step} steps in {time.perf_counter() - start:.0f} s; best validation checkpoint: step {result.best_step}",
+        flush=True,
+    )
     lines = []
     for draws in (1, DEMO_DRAWS):
         metrics = evaluate_to_files(model, meta, data, "test", out, n_samples=draws, seed=args.seed)
         lines.append(f"- test, one Euler step, {draws} noise draw(s): " + _summary(metrics))
         print(lines[-1], flush=True)
-    sample_grid(model, meta, list(range(data.n_classes)), 8, out / "samples.png", seed=args.seed, title=f"generated {data.title}, 25 Euler steps")
+    sample_grid(
+        model,
+        meta,
+        list(range(data.n_classes)),
+        8,
+        out / "samples.png",
+        seed=args.seed,
+        title=f"generated {data.title}, 25 Euler steps",
+    )
     seconds = time.perf_counter() - start
     report = [
         f"# MedSymmFlow demo: {data.title}",
@@ -136,12 +161,20 @@ def _demo(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from medsymmflow.reproduce import BudgetError, Settings, reproduce
 
-    settings = Settings(datasets=tuple(args.datasets), seeds=tuple(args.seeds), epochs=args.epochs, draws=args.draws,
-                        smoke=args.smoke, data_root=args.data_root)
+    settings = Settings(
+        datasets=tuple(args.datasets),
+        seeds=tuple(args.seeds),
+        epochs=args.epochs,
+        draws=args.draws,
+        smoke=args.smoke,
+        data_root=args.data_root,
+    )
     out = Path(args.out)
     models = Path(args.models) if args.models else (out / "models" if args.smoke else None)
     try:
-        results = reproduce(settings, out, budget_seconds=args.time_budget, fit_budget=args.fit_budget, models_dir=models)
+        results = reproduce(
+            settings, out, budget_seconds=args.time_budget, fit_budget=args.fit_budget, models_dir=models
+        )
     except BudgetError as error:
         print(f"medsymmflow reproduce: stopped before training: {error}", file=sys.stderr)
         return 3
@@ -158,10 +191,14 @@ def _summary(m: dict) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from medsymmflow import __version__
     from medsymmflow.flow.solvers import SOLVERS
     from medsymmflow.models.unet import PRESETS
 
-    parser = argparse.ArgumentParser(prog="medsymmflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="medsymmflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"medsymmflow {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a MedSymmFlow model")
@@ -179,7 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--balanced", action=argparse.BooleanOptionalAction, help="class-balanced sampling (default on)")
     train.add_argument("--flip", action=argparse.BooleanOptionalAction, help="random horizontal flips (default off)")
     train.add_argument("--seed", type=int)
-    train.add_argument("--allow-synthetic", dest="allow_synthetic", action="store_true", default=None, help="use the synthetic twin if the data is unavailable")
+    train.add_argument(
+        "--allow-synthetic",
+        dest="allow_synthetic",
+        action="store_true",
+        default=None,
+        help="use the synthetic twin if the data is unavailable",
+    )
     train.add_argument("--out", required=True, help="output folder (checkpoints last/ and best/)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last")
     train.add_argument("--data-root", help="folder of the MedMNIST files (default: MEDSYMMFLOW_DATA or data/medmnist)")
@@ -188,7 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="metrics, confusion matrix and accuracy-coverage of a checkpoint")
     evaluate.add_argument("checkpoint", help="a checkpoint folder (…/best or …/last)")
     evaluate.add_argument("--split", choices=("train", "val", "test"), default="test")
-    evaluate.add_argument("--n-samples", dest="n_samples", type=int, default=1, help="mask-noise draws averaged per image")
+    evaluate.add_argument(
+        "--n-samples", dest="n_samples", type=int, default=1, help="mask-noise draws averaged per image"
+    )
     evaluate.add_argument("--steps", type=int, default=1, help="solver steps from t = 1 to 0 (paper: 1)")
     evaluate.add_argument("--solver", choices=SOLVERS, default="euler")
     evaluate.add_argument("--seed", type=int, default=0)
@@ -223,16 +268,43 @@ def build_parser() -> argparse.ArgumentParser:
     course.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
     course.set_defaults(run=_course)
     from medsymmflow.reproduce import DEFAULT_DATASETS
-    reproduce = commands.add_parser("reproduce", help="train the full recipe and a same-run ResNet-18, compare with the paper (GPU)")
-    reproduce.add_argument("--datasets", nargs="+", default=list(DEFAULT_DATASETS), help="MedMNIST flags (default: %(default)s)")
+
+    reproduce = commands.add_parser(
+        "reproduce", help="train the full recipe and a same-run ResNet-18, compare with the paper (GPU)"
+    )
+    reproduce.add_argument(
+        "--datasets", nargs="+", default=list(DEFAULT_DATASETS), help="MedMNIST flags (default: %(default)s)"
+    )
     reproduce.add_argument("--seeds", nargs="+", type=int, default=[0], help="one run per seed; tables show mean ± std")
-    reproduce.add_argument("--epochs", type=int, default=config.full_epochs(), help="training epochs (default %(default)s; the paper: 1000)")
-    reproduce.add_argument("--draws", type=int, default=8, help="mask-noise draws of the second evaluation (the paper: 1)")
-    reproduce.add_argument("--time-budget", dest="time_budget", type=float, help="seconds: time 100 steps first and stop unless the run fits")
-    reproduce.add_argument("--fit-budget", dest="fit_budget", action="store_true", help="train fewer epochs to fit --time-budget instead of stopping")
-    reproduce.add_argument("--smoke", action="store_true", help="tiny model, a few steps: checks the pipeline in about a minute on a CPU")
+    reproduce.add_argument(
+        "--epochs",
+        type=int,
+        default=config.full_epochs(),
+        help="training epochs (default %(default)s; the paper: 1000)",
+    )
+    reproduce.add_argument(
+        "--draws", type=int, default=8, help="mask-noise draws of the second evaluation (the paper: 1)"
+    )
+    reproduce.add_argument(
+        "--time-budget",
+        dest="time_budget",
+        type=float,
+        help="seconds: time 100 steps first and stop unless the run fits",
+    )
+    reproduce.add_argument(
+        "--fit-budget",
+        dest="fit_budget",
+        action="store_true",
+        help="train fewer epochs to fit --time-budget instead of stopping",
+    )
+    reproduce.add_argument(
+        "--smoke", action="store_true", help="tiny model, a few steps: checks the pipeline in about a minute on a CPU"
+    )
     reproduce.add_argument("--out", default="runs/reproduce", help="folder for results.md and results.json")
-    reproduce.add_argument("--models", help="folder of the checkpoints (default: runs/models, shared with the notebooks; OUT/models with --smoke)")
+    reproduce.add_argument(
+        "--models",
+        help="folder of the checkpoints (default: runs/models, shared with the notebooks; OUT/models with --smoke)",
+    )
     reproduce.add_argument("--data-root")
     reproduce.set_defaults(run=_reproduce)
     return parser

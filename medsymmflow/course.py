@@ -58,7 +58,10 @@ def run_notebook(notebook: Path, out_dir: Path, timeout: int = 3600) -> Notebook
     try:
         client.execute()
     except CellExecutionError as failure:
-        failed_cell = next((i for i, c in enumerate(nb.cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))), "?")
+        failed_cell = next(
+            (i for i, c in enumerate(nb.cells) if any(o.get("output_type") == "error" for o in c.get("outputs", []))),
+            "?",
+        )
         error = f"cell {failed_cell}: {failure.ename}: {failure.evalue}".strip()
     seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)

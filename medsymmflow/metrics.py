@@ -6,7 +6,9 @@ import numpy as np
 import torch
 
 
-def sliced_wasserstein(a: torch.Tensor, b: torch.Tensor, n_projections: int = 256, generator: torch.Generator | None = None) -> torch.Tensor:
+def sliced_wasserstein(
+    a: torch.Tensor, b: torch.Tensor, n_projections: int = 256, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Sliced 1-Wasserstein distance between two equal-size sample sets (N, D).
 
     ``SW_1(a, b) = E_theta W_1(<a, theta>, <b, theta>)`` over random unit directions

@@ -11,8 +11,8 @@ import torch
 
 from medsymmflow import viz
 from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin
-from medsymmflow.models.symmflow import SymmetricFlow
 from medsymmflow.metrics import distance_scores
+from medsymmflow.models.symmflow import SymmetricFlow
 from medsymmflow.train import evaluate_split
 from medsymmflow.uncertainty import (
     accuracy_at_coverage,
@@ -34,7 +34,16 @@ def data_for_checkpoint(meta: dict, root=None) -> MedMNISTData:
     return load_dataset(config["dataset"], config["size"], root=root)
 
 
-def classify_and_calibrate(model, data: MedMNISTData, image_size: int, split: str, n_samples: int = 1, steps: int = 1, solver: str = "euler", seed: int = 0) -> dict:
+def classify_and_calibrate(
+    model,
+    data: MedMNISTData,
+    image_size: int,
+    split: str,
+    n_samples: int = 1,
+    steps: int = 1,
+    solver: str = "euler",
+    seed: int = 0,
+) -> dict:
     """Classify ``split`` and fit a temperature on the validation split (drawn with ``seed + 1``).
 
     Returns:
@@ -52,12 +61,26 @@ def classify_and_calibrate(model, data: MedMNISTData, image_size: int, split: st
     temperature = fit_temperature(val_result.distances, val_labels)
     confidence = {t: distance_scores(result.distances, t).max(dim=1).values.numpy() for t in (1.0, temperature)}
     return {
-        "metrics": metrics, "result": result, "correct": (result.labels == labels).numpy(),
-        "temperature": temperature, "confidence": confidence, "seconds": seconds,
+        "metrics": metrics,
+        "result": result,
+        "correct": (result.labels == labels).numpy(),
+        "temperature": temperature,
+        "confidence": confidence,
+        "seconds": seconds,
     }
 
 
-def evaluate_to_files(model: SymmetricFlow, meta: dict, data: MedMNISTData, split: str, out_dir: Path, n_samples: int = 1, steps: int = 1, solver: str = "euler", seed: int = 0) -> dict:
+def evaluate_to_files(
+    model: SymmetricFlow,
+    meta: dict,
+    data: MedMNISTData,
+    split: str,
+    out_dir: Path,
+    n_samples: int = 1,
+    steps: int = 1,
+    solver: str = "euler",
+    seed: int = 0,
+) -> dict:
     """Classify a split and write its report into ``out_dir``; return the metrics.
 
     Files (``{tag}`` = ``{split}_{n}draw(s)``): ``metrics_{tag}.json`` (ACC, AUC, balanced
@@ -68,7 +91,12 @@ def evaluate_to_files(model: SymmetricFlow, meta: dict, data: MedMNISTData, spli
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     scored = classify_and_calibrate(model, data, meta["config"]["image_size"], split, n_samples, steps, solver, seed)
-    metrics, correct, temperature, confidence = scored["metrics"], scored["correct"], scored["temperature"], scored["confidence"]
+    metrics, correct, temperature, confidence = (
+        scored["metrics"],
+        scored["correct"],
+        scored["temperature"],
+        scored["confidence"],
+    )
     proxy = predicted_class_distance(scored["result"].distances).numpy()
     coverage, accuracy = accuracy_coverage(correct, proxy)
     tag = f"{split}_{n_samples}draw{'s' if n_samples > 1 else ''}"
@@ -95,25 +123,52 @@ def evaluate_to_files(model: SymmetricFlow, meta: dict, data: MedMNISTData, spli
     }
     (out_dir / f"metrics_{tag}.json").write_text(json.dumps(result, indent=2))
     every = max(len(coverage) // 20, 1)
-    rows = ["coverage,accuracy,risk"] + [f"{c:.4f},{a:.4f},{1 - a:.4f}" for c, a in zip(coverage[every - 1 :: every], accuracy[every - 1 :: every])]
+    rows = ["coverage,accuracy,risk"] + [
+        f"{c:.4f},{a:.4f},{1 - a:.4f}"
+        for c, a in zip(coverage[every - 1 :: every], accuracy[every - 1 :: every], strict=True)
+    ]
     (out_dir / f"risk_coverage_{tag}.csv").write_text("\n".join(rows) + "\n")
-    viz.confusion_figure(metrics["confusion_matrix"], data.class_names, title).savefig(out_dir / f"confusion_{tag}.png", dpi=120)
-    viz.accuracy_coverage_figure({"distance to predicted class colour": (coverage, accuracy)}, title).savefig(out_dir / f"accuracy_coverage_{tag}.png", dpi=120)
-    viz.reliability_figure({"T = 1": (confidence[1.0], correct), f"T = {temperature:.3g} (fitted on val)": (confidence[temperature], correct)}, title).savefig(out_dir / f"reliability_{tag}.png", dpi=120)
+    viz.confusion_figure(metrics["confusion_matrix"], data.class_names, title).savefig(
+        out_dir / f"confusion_{tag}.png", dpi=120
+    )
+    viz.accuracy_coverage_figure({"distance to predicted class colour": (coverage, accuracy)}, title).savefig(
+        out_dir / f"accuracy_coverage_{tag}.png", dpi=120
+    )
+    viz.reliability_figure(
+        {
+            "T = 1": (confidence[1.0], correct),
+            f"T = {temperature:.3g} (fitted on val)": (confidence[temperature], correct),
+        },
+        title,
+    ).savefig(out_dir / f"reliability_{tag}.png", dpi=120)
     plt.close("all")
     return result
 
 
-def sample_grid(model: SymmetricFlow, meta: dict, classes: list[int], per_class: int, path: Path, steps: int = 25, solver: str = "euler", seed: int = 0, title: str = "") -> Path:
+def sample_grid(
+    model: SymmetricFlow,
+    meta: dict,
+    classes: list[int],
+    per_class: int,
+    path: Path,
+    steps: int = 25,
+    solver: str = "euler",
+    seed: int = 0,
+    title: str = "",
+) -> Path:
     """Generate ``per_class`` images of each class and save them as one PNG grid (a row per class)."""
     n_classes = meta["n_classes"]
     bad = [c for c in classes if not 0 <= c < n_classes]
     if bad:
-        raise ValueError(f"class {bad[0]} does not exist: this model has classes 0 … {n_classes - 1} ({', '.join(meta['class_names'])})")
+        raise ValueError(
+            f"class {bad[0]} does not exist: this model has classes 0 … {n_classes - 1} ({', '.join(meta['class_names'])})"
+        )
     labels = torch.tensor(classes).repeat_interleave(per_class)
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    images = model.generate(labels.to(device), meta["config"]["image_size"], steps, solver, generator=generator).images.cpu()
+    images = model.generate(
+        labels.to(device), meta["config"]["image_size"], steps, solver, generator=generator
+    ).images.cpu()
     fig, ax = plt.subplots(figsize=(per_class * 0.7 + 2.5, len(classes) * 0.7 + 0.8))
     ax.imshow(viz.grid_image(images, nrow=per_class))
     step = meta["config"]["image_size"] + 1
@@ -128,7 +183,9 @@ def sample_grid(model: SymmetricFlow, meta: dict, classes: list[int], per_class:
     return path
 
 
-def selective_comparison(models: dict, data: MedMNISTData, image_size: int, n_samples: int = 8, seed: int = 0, split: str = "test") -> tuple[list[dict], dict]:
+def selective_comparison(
+    models: dict, data: MedMNISTData, image_size: int, n_samples: int = 8, seed: int = 0, split: str = "test"
+) -> tuple[list[dict], dict]:
     """Side-by-side selective prediction of several models on one dataset.
 
     Each model classifies ``split`` and the validation split with ``n_samples`` draws (mask
@@ -143,17 +200,34 @@ def selective_comparison(models: dict, data: MedMNISTData, image_size: int, n_sa
     rows, details = [], {}
     for name, model in models.items():
         scored = classify_and_calibrate(model, data, image_size, split, n_samples, seed=seed)
-        metrics, correct, temperature, confidence = scored["metrics"], scored["correct"], scored["temperature"], scored["confidence"]
+        metrics, correct, temperature, confidence = (
+            scored["metrics"],
+            scored["correct"],
+            scored["temperature"],
+            scored["confidence"],
+        )
         scores = uncertainty_scores(scored["result"].distances, scored["result"].sample_distances)
-        details[name] = {"result": scored["result"], "correct": correct, "scores": scores, "temperature": temperature, "confidence": confidence}
+        details[name] = {
+            "result": scored["result"],
+            "correct": correct,
+            "scores": scores,
+            "temperature": temperature,
+            "confidence": confidence,
+        }
         for score_name, score in scores.items():
             at = accuracy_at_coverage(correct, score)
-            rows.append({
-                "model": name, "score": score_name, "ACC": metrics["acc"], "AUC": metrics["auc"],
-                "balanced ACC": metrics["balanced_accuracy"],
-                "ECE": expected_calibration_error(confidence[1.0], correct),
-                "ECE (T fitted on val)": expected_calibration_error(confidence[temperature], correct),
-                "AURC": aurc(correct, score), "E-AURC": excess_aurc(correct, score),
-                **{f"ACC@{int(c * 100)}%": a for c, a in at.items()},
-            })
+            rows.append(
+                {
+                    "model": name,
+                    "score": score_name,
+                    "ACC": metrics["acc"],
+                    "AUC": metrics["auc"],
+                    "balanced ACC": metrics["balanced_accuracy"],
+                    "ECE": expected_calibration_error(confidence[1.0], correct),
+                    "ECE (T fitted on val)": expected_calibration_error(confidence[temperature], correct),
+                    "AURC": aurc(correct, score),
+                    "E-AURC": excess_aurc(correct, score),
+                    **{f"ACC@{int(c * 100)}%": a for c, a in at.items()},
+                }
+            )
     return rows, details

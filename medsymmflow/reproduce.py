@@ -40,7 +40,15 @@ import torch
 from medsymmflow import __version__, config
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.data.masks import DECODINGS
-from medsymmflow.train import TrainConfig, Trainer, course_config, evaluate_split, read_checkpoint_meta, run_dir, train_or_load
+from medsymmflow.train import (
+    TrainConfig,
+    Trainer,
+    course_config,
+    evaluate_split,
+    read_checkpoint_meta,
+    run_dir,
+    train_or_load,
+)
 from medsymmflow.uncertainty import accuracy_at_coverage, aurc, predicted_class_distance
 
 logger = logging.getLogger(__name__)
@@ -59,7 +67,12 @@ OVERHEAD = 1.15
 # Test-split reference numbers (DESIGN.md): the paper's RGB-28 MedSymmFlow (the authors' result
 # arrays, mean of 5 runs; ACC at 80 % coverage where published) and MedMNIST v2's ResNet-18 (28).
 REFERENCES = {
-    "pneumoniamnist": {"paper_acc": 0.8824, "paper_acc_at_80": 0.920, "resnet18_v2_acc": 0.854, "resnet18_v2_auc": 0.944},
+    "pneumoniamnist": {
+        "paper_acc": 0.8824,
+        "paper_acc_at_80": 0.920,
+        "resnet18_v2_acc": 0.854,
+        "resnet18_v2_auc": 0.944,
+    },
     "retinamnist": {"paper_acc": 0.5125, "paper_acc_at_80": 0.559, "resnet18_v2_acc": 0.524, "resnet18_v2_auc": 0.717},
     "dermamnist": {"paper_acc": 0.7859},
     "bloodmnist": {"paper_acc": 0.9792},
@@ -100,7 +113,15 @@ def model_configs(dataset: str, settings: Settings, seed: int, epochs: int) -> d
     """The MedSymmFlow and baseline configurations of one run (``smoke``: tiny, a few steps)."""
     full = config.Profile("full")
     if settings.smoke:
-        tiny = dict(preset="tiny", image_size=28, steps=20, batch_size=16, warmup_steps=2, checkpoint_every=10, allow_synthetic=True)
+        tiny = dict(
+            preset="tiny",
+            image_size=28,
+            steps=20,
+            batch_size=16,
+            warmup_steps=2,
+            checkpoint_every=10,
+            allow_synthetic=True,
+        )
         flow = course_config(dataset, full, seed=seed, **{**tiny, **settings.overrides})
     else:
         flow = course_config(dataset, full, epochs=epochs, seed=seed, **settings.overrides)
@@ -108,9 +129,13 @@ def model_configs(dataset: str, settings: Settings, seed: int, epochs: int) -> d
     return {"MedSymmFlow": flow, f"ResNet-18 ({BASELINE}, same trainer)": baseline}
 
 
-def probe_seconds_per_step(train_config: TrainConfig, data: MedMNISTData, steps: int = PROBE_STEPS, warmup: int = 3) -> float:
+def probe_seconds_per_step(
+    train_config: TrainConfig, data: MedMNISTData, steps: int = PROBE_STEPS, warmup: int = 3
+) -> float:
     """Wall seconds per training step, timed over ``steps`` steps after ``warmup`` untimed ones."""
-    probe = TrainConfig(**{**train_config.to_dict(), "steps": warmup + steps, "checkpoint_every": 10 * (warmup + steps)})
+    probe = TrainConfig(
+        **{**train_config.to_dict(), "steps": warmup + steps, "checkpoint_every": 10 * (warmup + steps)}
+    )
     with tempfile.TemporaryDirectory() as folder:
         trainer = Trainer(probe, folder, data=data, progress=False)
         trainer.train(until_step=warmup)
@@ -121,8 +146,14 @@ def probe_seconds_per_step(train_config: TrainConfig, data: MedMNISTData, steps:
         return (time.perf_counter() - start) / steps
 
 
-def plan_epochs(seconds_per_step: dict[str, float], steps: dict[str, int], n_seeds: int, requested_epochs: int,
-                budget_seconds: float | None, fit_budget: bool) -> Plan:
+def plan_epochs(
+    seconds_per_step: dict[str, float],
+    steps: dict[str, int],
+    n_seeds: int,
+    requested_epochs: int,
+    budget_seconds: float | None,
+    fit_budget: bool,
+) -> Plan:
     """Check that the run fits the budget, or (``fit_budget``) find how many epochs do.
 
     The estimate is ``sum_datasets steps * sum_models seconds_per_step * seeds * OVERHEAD``, with
@@ -135,12 +166,16 @@ def plan_epochs(seconds_per_step: dict[str, float], steps: dict[str, int], n_see
     per_epoch = estimate / requested_epochs
     plan = Plan(requested_epochs, requested_epochs, seconds_per_step, steps, estimate, budget_seconds)
     if budget_seconds is None or estimate <= budget_seconds:
-        plan.message = f"{requested_epochs} epochs: about {estimate:.0f} s" + (f" of the {budget_seconds:.0f} s budget" if budget_seconds else "")
+        plan.message = f"{requested_epochs} epochs: about {estimate:.0f} s" + (
+            f" of the {budget_seconds:.0f} s budget" if budget_seconds else ""
+        )
         return plan
     fitting = int(budget_seconds // per_epoch)
     too_long = f"{requested_epochs} epochs would take about {estimate:.0f} s ({per_epoch:.1f} s an epoch), over the {budget_seconds:.0f} s budget"
     if not fit_budget:
-        raise BudgetError(f"{too_long}. Give more time, fewer datasets or seeds, or --fit-budget to train {fitting} epochs instead.")
+        raise BudgetError(
+            f"{too_long}. Give more time, fewer datasets or seeds, or --fit-budget to train {fitting} epochs instead."
+        )
     if fitting < 1:
         raise BudgetError(f"{too_long}; not even one epoch fits.")
     plan.epochs, plan.estimated_seconds = fitting, fitting * per_epoch
@@ -160,9 +195,14 @@ def evaluate_test(model, data: MedMNISTData, image_size: int, draws: int, seed: 
     correct = (result.labels == labels).numpy()
     proxy = predicted_class_distance(result.distances).numpy()
     return {
-        "acc": metrics["acc"], "auc": metrics["auc"], "balanced_accuracy": metrics["balanced_accuracy"],
-        "per_class_recall": metrics["per_class_recall"], "acc_at_80": accuracy_at_coverage(correct, proxy)[0.8],
-        "aurc": aurc(correct, proxy), "n_images": len(labels), "seconds": seconds,
+        "acc": metrics["acc"],
+        "auc": metrics["auc"],
+        "balanced_accuracy": metrics["balanced_accuracy"],
+        "per_class_recall": metrics["per_class_recall"],
+        "acc_at_80": accuracy_at_coverage(correct, proxy)[0.8],
+        "aurc": aurc(correct, proxy),
+        "n_images": len(labels),
+        "seconds": seconds,
     }
 
 
@@ -170,35 +210,65 @@ def majority_rule(data: MedMNISTData) -> dict:
     """Always answer the most frequent training class: its test accuracy (AUC 0.5, balanced accuracy 1/K)."""
     train_counts = np.bincount(data.labels("train"), minlength=data.n_classes)
     majority = int(train_counts.argmax())
-    return {"class": majority, "class_name": data.class_names[majority], "acc": float(np.mean(data.labels("test") == majority)),
-            "balanced_accuracy": 1.0 / data.n_classes}
+    return {
+        "class": majority,
+        "class_name": data.class_names[majority],
+        "acc": float(np.mean(data.labels("test") == majority)),
+        "balanced_accuracy": 1.0 / data.n_classes,
+    }
 
 
-def run_one(dataset: str, data: MedMNISTData, settings: Settings, seed: int, epochs: int, models_dir: Path | None) -> dict:
+def run_one(
+    dataset: str, data: MedMNISTData, settings: Settings, seed: int, epochs: int, models_dir: Path | None
+) -> dict:
     """Train (or load) both models of one dataset and seed and evaluate them on the test split."""
     rows, phases, runs = [], {}, {}
     for name, train_config in model_configs(dataset, settings, seed, epochs).items():
         start = time.perf_counter()
         model, meta = train_or_load(train_config, data, progress=False, root=models_dir)
         phases[f"train {name}"] = time.perf_counter() - start
-        last = read_checkpoint_meta(run_dir(train_config, data.synthetic, models_dir) / "last")  # best/ holds the history up to its step
-        runs[name] = {"config": meta["config"], "best_step": meta["best_step"], "step": last["step"], "history": last["history"]}
+        last = read_checkpoint_meta(
+            run_dir(train_config, data.synthetic, models_dir) / "last"
+        )  # best/ holds the history up to its step
+        runs[name] = {
+            "config": meta["config"],
+            "best_step": meta["best_step"],
+            "step": last["step"],
+            "history": last["history"],
+        }
         is_flow = train_config.preset != BASELINE
         for decoding in DECODINGS if is_flow else (None,):
             if decoding is not None:
                 model.decoding = decoding
             for draws in sorted({1, min(settings.draws, SMOKE_DRAWS) if settings.smoke else settings.draws}):
                 start = time.perf_counter()
-                scores = evaluate_test(model, data, train_config.image_size, draws, seed, SMOKE_TEST_IMAGES if settings.smoke else None)
+                scores = evaluate_test(
+                    model, data, train_config.image_size, draws, seed, SMOKE_TEST_IMAGES if settings.smoke else None
+                )
                 phases[f"test {name} {decoding or ''} {draws} draw(s)".replace("  ", " ")] = time.perf_counter() - start
-                rows.append({"model": name, "decoding": decoding, "draws": draws, "seed": seed, "steps": train_config.steps,
-                             "epochs": epochs, "best_step": meta["best_step"], **scores})
+                rows.append(
+                    {
+                        "model": name,
+                        "decoding": decoding,
+                        "draws": draws,
+                        "seed": seed,
+                        "steps": train_config.steps,
+                        "epochs": epochs,
+                        "best_step": meta["best_step"],
+                        **scores,
+                    }
+                )
         del model
     return {"rows": rows, "phases": phases, "runs": runs}
 
 
-def reproduce(settings: Settings, out_dir: str | Path, budget_seconds: float | None = None, fit_budget: bool = False,
-              models_dir: str | Path | None = None) -> dict:
+def reproduce(
+    settings: Settings,
+    out_dir: str | Path,
+    budget_seconds: float | None = None,
+    fit_budget: bool = False,
+    models_dir: str | Path | None = None,
+) -> dict:
     """Run the whole reproduction and write ``results.json`` and ``results.md`` into ``out_dir``.
 
     Args:
@@ -218,7 +288,10 @@ def reproduce(settings: Settings, out_dir: str | Path, budget_seconds: float | N
     out_dir.mkdir(parents=True, exist_ok=True)
     models_dir = Path(models_dir) if models_dir else None
     started = time.perf_counter()
-    datasets = {flag: load_dataset(flag, root=settings.data_root, allow_synthetic=settings.smoke, seed=0) for flag in settings.datasets}
+    datasets = {
+        flag: load_dataset(flag, root=settings.data_root, allow_synthetic=settings.smoke, seed=0)
+        for flag in settings.datasets
+    }
     phases: dict[str, float] = {}
     plan = None
     epochs = settings.epochs
@@ -226,10 +299,20 @@ def reproduce(settings: Settings, out_dir: str | Path, budget_seconds: float | N
         flag = settings.datasets[0]
         start = time.perf_counter()
         probe_steps = SMOKE_PROBE_STEPS if settings.smoke else PROBE_STEPS
-        seconds_per_step = {name: probe_seconds_per_step(c, datasets[flag], probe_steps) for name, c in model_configs(flag, settings, 0, 1).items()}
+        seconds_per_step = {
+            name: probe_seconds_per_step(c, datasets[flag], probe_steps)
+            for name, c in model_configs(flag, settings, 0, 1).items()
+        }
         phases["probe"] = time.perf_counter() - start
         steps = {f: model_configs(f, settings, 0, settings.epochs)["MedSymmFlow"].steps for f in settings.datasets}
-        plan = plan_epochs(seconds_per_step, steps, len(settings.seeds), settings.epochs, budget_seconds - phases["probe"], fit_budget and not settings.smoke)
+        plan = plan_epochs(
+            seconds_per_step,
+            steps,
+            len(settings.seeds),
+            settings.epochs,
+            budget_seconds - phases["probe"],
+            fit_budget and not settings.smoke,
+        )
         epochs = plan.epochs
         logger.warning("reproduce: %s", plan.message)
     rows, runs, majority = [], {}, {}
@@ -244,11 +327,18 @@ def reproduce(settings: Settings, out_dir: str | Path, budget_seconds: float | N
         "what": "MedSymmFlow (pixel, RGB masks) vs a same-run ResNet-18, test split",
         "smoke": settings.smoke,
         "synthetic_data": {flag: data.synthetic for flag, data in datasets.items()},
-        "epochs": epochs, "requested_epochs": settings.epochs, "paper_epochs": 1000, "seeds": list(settings.seeds), "draws": settings.draws,
+        "epochs": epochs,
+        "requested_epochs": settings.epochs,
+        "paper_epochs": 1000,
+        "seeds": list(settings.seeds),
+        "draws": settings.draws,
         "plan": None if plan is None else {k: v for k, v in plan.__dict__.items()},
-        "rows": rows, "summary": summarize(rows), "majority_rule": majority,
+        "rows": rows,
+        "summary": summarize(rows),
+        "majority_rule": majority,
         "references": {f: REFERENCES.get(f, {}) for f in settings.datasets},
-        "runs": runs, "wall_seconds": {"total": time.perf_counter() - started, **phases},
+        "runs": runs,
+        "wall_seconds": {"total": time.perf_counter() - started, **phases},
         "provenance": provenance(),
     }
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
@@ -278,8 +368,11 @@ def markdown(results: dict) -> str:
     lines = [
         "# MedSymmFlow reproduction: pixel space, RGB masks, test split",
         "",
-        (f"**SMOKE RUN: tiny model, a few steps, the first {SMOKE_TEST_IMAGES} test images — the numbers check the plumbing and mean nothing.**\n"
-         if results["smoke"] else ""),
+        (
+            f"**SMOKE RUN: tiny model, a few steps, the first {SMOKE_TEST_IMAGES} test images — the numbers check the plumbing and mean nothing.**\n"
+            if results["smoke"]
+            else ""
+        ),
         f"Device: {p['device']}. Commit {p['commit']}, medsymmflow {p['medsymmflow']}, torch {p['torch']}, diffusers {p['diffusers']}. "
         f"Epochs: {results['epochs']} (the paper: {results['paper_epochs']}); seeds {results['seeds']}; "
         f"total wall time {results['wall_seconds']['total']:.0f} s.",
@@ -297,12 +390,22 @@ def markdown(results: dict) -> str:
     ]
     for s in results["summary"]:
         cells = [_cell(s, m) for m in ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc")]
-        lines.append(f"| {s['dataset']} | {s['model']} | {s['decoding'] or '—'} | {s['draws']} | " + " | ".join(cells) + " |")
-    lines += ["", "References (test split):", "", "| dataset | majority rule ACC | paper MedSymmFlow RGB-28 ACC (1000 epochs) | paper ACC at 80 % | MedMNIST v2 ResNet-18 (28) ACC / AUC |", "|---|---|---|---|---|"]
+        lines.append(
+            f"| {s['dataset']} | {s['model']} | {s['decoding'] or '—'} | {s['draws']} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "References (test split):",
+        "",
+        "| dataset | majority rule ACC | paper MedSymmFlow RGB-28 ACC (1000 epochs) | paper ACC at 80 % | MedMNIST v2 ResNet-18 (28) ACC / AUC |",
+        "|---|---|---|---|---|",
+    ]
     for flag, ref in results["references"].items():
         m = results["majority_rule"][flag]
         resnet = f"{ref['resnet18_v2_acc']:.3f} / {ref['resnet18_v2_auc']:.3f}" if "resnet18_v2_acc" in ref else "—"
-        lines.append(f"| {flag} | {m['acc']:.3f} ({m['class_name'][:30]}) | {_ref(ref, 'paper_acc')} | {_ref(ref, 'paper_acc_at_80')} | {resnet} |")
+        lines.append(
+            f"| {flag} | {m['acc']:.3f} ({m['class_name'][:30]}) | {_ref(ref, 'paper_acc')} | {_ref(ref, 'paper_acc_at_80')} | {resnet} |"
+        )
     lines += ["", "Wall time per phase (s):", ""] + [f"- {k}: {v:.1f}" for k, v in results["wall_seconds"].items()]
     return "\n".join(lines) + "\n"
 
@@ -322,21 +425,35 @@ def provenance() -> dict:
     import diffusers
 
     device = config.get_device()
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    )
     # A copy of the working tree (e.g. on a lent GPU machine) may carry no .git, or a stale one: the caller can say.
     given = os.environ.get(COMMIT_ENV)
     return {
         "commit": given or _git("rev-parse", "--short", "HEAD"),
         "commit_source": f"${COMMIT_ENV}" if given else "git",
-        "uncommitted_changes": None if given else _git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown"),
-        "medsymmflow": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__, "accelerate": accelerate.__version__,
-        "python": platform.python_version(), "device": name, "cuda": torch.version.cuda, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "uncommitted_changes": None
+        if given
+        else _git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown"),
+        "medsymmflow": __version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "accelerate": accelerate.__version__,
+        "python": platform.python_version(),
+        "device": name,
+        "cuda": torch.version.cuda,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=config.project_dir()).stdout.strip()
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True, cwd=config.project_dir()
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

@@ -127,7 +127,9 @@ class TrainConfig:
         if not self.lr > 0:
             problems.append(f"lr must be positive, got {self.lr}")
         if self.image_size < self.size:
-            problems.append(f"image_size ({self.image_size}) must be >= the file's size ({self.size}); images are padded")
+            problems.append(
+                f"image_size ({self.image_size}) must be >= the file's size ({self.size}); images are padded"
+            )
         if self.select_metric not in SELECT_METRICS:
             problems.append(f"select_metric must be one of {SELECT_METRICS}, got {self.select_metric!r}")
         if self.palette_index not in PALETTE_INDEX:
@@ -169,8 +171,16 @@ def course_config(dataset: str, profile: Profile, epochs: int | None = None, **o
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
         steps = epochs * math.ceil(dataset_info(dataset)["n_samples"]["train"] / 64)
-        settings = dict(preset="paper-pixel", image_size=32, palette_index="truncate", steps=steps, batch_size=64,
-                        lr=4e-4, warmup_steps=math.ceil(steps / 20), checkpoint_every=max(steps // 10, 1))
+        settings = dict(
+            preset="paper-pixel",
+            image_size=32,
+            palette_index="truncate",
+            steps=steps,
+            batch_size=64,
+            lr=4e-4,
+            warmup_steps=math.ceil(steps / 20),
+            checkpoint_every=max(steps // 10, 1),
+        )
     return TrainConfig(dataset=dataset, **{**settings, **overrides})
 
 
@@ -179,10 +189,14 @@ def run_dir(config: TrainConfig, synthetic: bool = False, root: Path | None = No
     ``<root>/<dataset>[-synthetic]_<preset>_<size>px_<steps>steps_seed<seed>_<hash>``, root ``runs/models`` by default."""
     digest = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
     data = f"{config.dataset}-synthetic" if synthetic else config.dataset
-    return (root or runs_dir() / "models") / f"{data}_{config.preset}_{config.image_size}px_{config.steps}steps_seed{config.seed}_{digest}"
+    return (
+        root or runs_dir() / "models"
+    ) / f"{data}_{config.preset}_{config.image_size}px_{config.steps}steps_seed{config.seed}_{digest}"
 
 
-def train_or_load(config: TrainConfig, data: MedMNISTData | None = None, progress: bool = True, root: Path | None = None) -> tuple[SymmetricFlow | CNNClassifier, dict]:
+def train_or_load(
+    config: TrainConfig, data: MedMNISTData | None = None, progress: bool = True, root: Path | None = None
+) -> tuple[SymmetricFlow | CNNClassifier, dict]:
     """Load the best checkpoint of exactly this configuration and data if one exists, else train it
     (resuming an interrupted run). ``root``: the folder of cached runs (see :func:`run_dir`).
 
@@ -208,7 +222,13 @@ def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> Sym
     channels = image_channels + (3 if config.mask_mode == "rgb" else 1)
     velocity = VelocityUNet(make_unet(config.preset, channels, sample_size=config.image_size))
     return SymmetricFlow(
-        velocity, image_channels, n_classes, config.mask_mode, config.image_weight, config.sigma_min, config.beta,
+        velocity,
+        image_channels,
+        n_classes,
+        config.mask_mode,
+        config.image_weight,
+        config.sigma_min,
+        config.beta,
         config.palette_index,
     )
 
@@ -216,7 +236,11 @@ def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> Sym
 def config_differences(saved: dict, requested: dict, fields=None) -> list[str]:
     """``"name: saved -> requested"`` for every field (of ``fields``, default all) that differs."""
     names = fields or sorted(set(saved) | set(requested))
-    return [f"{n}: {saved.get(n)!r} in the checkpoint, {requested.get(n)!r} requested" for n in names if saved.get(n) != requested.get(n)]
+    return [
+        f"{n}: {saved.get(n)!r} in the checkpoint, {requested.get(n)!r} requested"
+        for n in names
+        if saved.get(n) != requested.get(n)
+    ]
 
 
 def _checkpoint_dir(path: Path) -> Path:
@@ -241,7 +265,9 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict:
     return meta
 
 
-def load_checkpoint(path: str | os.PathLike, expected: TrainConfig | None = None, device: str | torch.device = "cpu") -> tuple[SymmetricFlow | CNNClassifier, dict]:
+def load_checkpoint(
+    path: str | os.PathLike, expected: TrainConfig | None = None, device: str | torch.device = "cpu"
+) -> tuple[SymmetricFlow | CNNClassifier, dict]:
     """Load a checkpoint folder's EMA weights into a new model.
 
     Args:
@@ -260,14 +286,26 @@ def load_checkpoint(path: str | os.PathLike, expected: TrainConfig | None = None
     if expected is not None:
         differences = config_differences(meta["config"], expected.to_dict(), MODEL_FIELDS)
         if differences:
-            raise ConfigMismatchError(f"checkpoint {folder} does not match the requested model: " + "; ".join(differences))
+            raise ConfigMismatchError(
+                f"checkpoint {folder} does not match the requested model: " + "; ".join(differences)
+            )
     config = TrainConfig(**meta["config"])
     model = build_model(config, meta["n_classes"], meta["image_channels"])
     model.net.load_state_dict(load_file(folder / "ema.safetensors"))
     return model.to(device).eval(), meta
 
 
-def evaluate_split(model: SymmetricFlow | CNNClassifier, images: torch.Tensor, labels: torch.Tensor, task: str, n_samples: int = 1, steps: int = 1, solver: str = "euler", batch_size: int = 256, seed: int = 0) -> tuple[dict, Classification]:
+def evaluate_split(
+    model: SymmetricFlow | CNNClassifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    task: str,
+    n_samples: int = 1,
+    steps: int = 1,
+    solver: str = "euler",
+    batch_size: int = 256,
+    seed: int = 0,
+) -> tuple[dict, Classification]:
     """Classify a split in batches and compute the MedMNIST metrics.
 
     Returns:
@@ -301,11 +339,20 @@ class Trainer:
         progress: show a tqdm progress bar.
     """
 
-    def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, data: MedMNISTData | None = None, resume: bool = False, progress: bool = True):
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir: str | os.PathLike,
+        data: MedMNISTData | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ):
         self.config = config
         self.out_dir = Path(out_dir)
         self.progress = progress
-        self.data = data or load_dataset(config.dataset, config.size, allow_synthetic=config.allow_synthetic, seed=config.seed)
+        self.data = data or load_dataset(
+            config.dataset, config.size, allow_synthetic=config.allow_synthetic, seed=config.seed
+        )
         precision = config.mixed_precision
         if precision == "auto":
             precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
@@ -320,13 +367,19 @@ class Trainer:
         self.scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
         self.ema = EMAModel(self._parameters(), decay=config.ema_decay, foreach=True)
         self.data_generator = torch.Generator().manual_seed(config.seed)
-        self.noise_generator = torch.Generator(device=device).manual_seed(config.seed + 1 + self.accelerator.process_index)
+        self.noise_generator = torch.Generator(device=device).manual_seed(
+            config.seed + 1 + self.accelerator.process_index
+        )
         self.step, self.history, self.best_step, self.best_metrics = 0, [], 0, {}
 
         self.train_images, self.train_labels = self.data.tensors("train", config.image_size)
         self.val_images, self.val_labels = self.data.tensors("val", config.image_size)
         counts = torch.bincount(self.train_labels, minlength=self.data.n_classes).double()
-        self.sample_weights = (1.0 / counts.clamp(min=1))[self.train_labels] if config.balanced else torch.ones(len(self.train_labels), dtype=torch.float64)
+        self.sample_weights = (
+            (1.0 / counts.clamp(min=1))[self.train_labels]
+            if config.balanced
+            else torch.ones(len(self.train_labels), dtype=torch.float64)
+        )
         if resume:
             self._load_state(self.out_dir / "last")
 
@@ -337,7 +390,9 @@ class Trainer:
         """This process's share of the next global batch, drawn from the data generator."""
         processes, rank = self.accelerator.num_processes, self.accelerator.process_index
         per_process = math.ceil(self.config.batch_size / processes)
-        index = torch.multinomial(self.sample_weights, per_process * processes, replacement=True, generator=self.data_generator)
+        index = torch.multinomial(
+            self.sample_weights, per_process * processes, replacement=True, generator=self.data_generator
+        )
         flips = torch.rand(len(index), generator=self.data_generator) < 0.5
         index, flips = index[rank::processes], flips[rank::processes]
         images = self.train_images[index]
@@ -350,7 +405,13 @@ class Trainer:
         """Train up to ``until_step`` (default: ``config.steps``), checkpointing on the way."""
         until = min(until_step or self.config.steps, self.config.steps)
         self.model.train()
-        bar = tqdm(total=until, initial=self.step, desc=f"{self.config.preset} on {self.config.dataset}", disable=not (self.progress and self.accelerator.is_main_process), mininterval=1.0)
+        bar = tqdm(
+            total=until,
+            initial=self.step,
+            desc=f"{self.config.preset} on {self.config.dataset}",
+            disable=not (self.progress and self.accelerator.is_main_process),
+            mininterval=1.0,
+        )
         losses = []  # on the device: reading a loss waits for the GPU, so it is read only every LOG_EVERY steps
         while self.step < until:
             images, labels = self._batch()
@@ -375,7 +436,9 @@ class Trainer:
                 self._validate_and_save(float(torch.stack(losses[-self.config.checkpoint_every :]).float().mean()))
                 losses = losses[-LOG_EVERY:]
         bar.close()
-        return TrainResult(self.step, self.history, self.best_step, self.best_metrics, self.out_dir / "last", self.out_dir / "best")
+        return TrainResult(
+            self.step, self.history, self.best_step, self.best_metrics, self.out_dir / "last", self.out_dir / "best"
+        )
 
     def _check_finite(self, recent: list[torch.Tensor]) -> None:
         """Raise before the optimizer step if any of the last steps' losses is NaN or infinite."""
@@ -397,10 +460,21 @@ class Trainer:
         self.ema.store(parameters)
         self.ema.copy_to(parameters)
         self.model.eval()
-        metrics, _ = evaluate_split(self.model, self.val_images, self.val_labels, self.data.info["task"], self.config.eval_samples, seed=self.config.seed)
+        metrics, _ = evaluate_split(
+            self.model,
+            self.val_images,
+            self.val_labels,
+            self.data.info["task"],
+            self.config.eval_samples,
+            seed=self.config.seed,
+        )
         self.ema.restore(parameters)
         self.model.train()
-        record = {"step": self.step, "train_loss": train_loss, **{f"val_{k}": metrics[k] for k in ("acc", "auc", "balanced_accuracy")}}
+        record = {
+            "step": self.step,
+            "train_loss": train_loss,
+            **{f"val_{k}": metrics[k] for k in ("acc", "auc", "balanced_accuracy")},
+        }
         self.history.append(record)
         logger.info("step %d: %s", self.step, record)
         score = metrics[self.config.select_metric]
@@ -471,7 +545,9 @@ class Trainer:
         meta = read_checkpoint_meta(folder)
         differences = config_differences(meta["config"], self.config.to_dict())
         if differences:
-            raise ConfigMismatchError(f"cannot resume from {folder}: its configuration differs: " + "; ".join(differences))
+            raise ConfigMismatchError(
+                f"cannot resume from {folder}: its configuration differs: " + "; ".join(differences)
+            )
         self.accelerator.unwrap_model(self.model.net).load_state_dict(load_file(folder / "model.safetensors"))
         state = torch.load(folder / "training_state.pt", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])

@@ -70,7 +70,9 @@ def _as_pair(correct, uncertainty) -> tuple[np.ndarray, np.ndarray]:
     if correct.size == 0 or uncertainty.size == 0:
         raise ValueError("correct and uncertainty must not be empty")
     if correct.shape != uncertainty.shape:
-        raise ValueError(f"correct and uncertainty must have the same length, got {correct.size} and {uncertainty.size}")
+        raise ValueError(
+            f"correct and uncertainty must have the same length, got {correct.size} and {uncertainty.size}"
+        )
     if not np.isfinite(uncertainty).all():
         raise ValueError("uncertainty contains NaN or infinite values")
     return correct, uncertainty

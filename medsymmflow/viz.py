@@ -18,7 +18,14 @@ def to_display(images: torch.Tensor) -> np.ndarray:
 
 def grid_image(images: torch.Tensor, nrow: int = 8, padding: int = 1) -> np.ndarray:
     """Tile (N, C, H, W) images in [-1, 1] into one (H', W', 3) array in [0, 1]."""
-    grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=padding, value_range=(-1, 1), normalize=True, pad_value=1.0)
+    grid = make_grid(
+        images.detach().float().cpu().clamp(-1, 1),
+        nrow=nrow,
+        padding=padding,
+        value_range=(-1, 1),
+        normalize=True,
+        pad_value=1.0,
+    )
     return grid.permute(1, 2, 0).numpy()
 
 
@@ -56,9 +63,9 @@ def class_grid(data: MedMNISTData, split: str = "train", per_class: int = 8, see
 def class_balance(datasets: list[MedMNISTData]) -> plt.Figure:
     """Bar charts of the share of each class per split, one panel per dataset."""
     fig, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets), 3.2), squeeze=False)
-    for ax, data in zip(axes[0], datasets):
+    for ax, data in zip(axes[0], datasets, strict=True):
         width = 0.27
-        for offset, split in zip((-width, 0, width), ("train", "val", "test")):
+        for offset, split in zip((-width, 0, width), ("train", "val", "test"), strict=True):
             counts = data.class_counts(split)
             ax.bar(np.arange(data.n_classes) + offset, counts / counts.sum(), width, label=split)
         ax.set_xticks(range(data.n_classes))
@@ -92,7 +99,9 @@ def confusion_figure(matrix, class_names: list[str], title: str = "") -> plt.Fig
     from sklearn.metrics import ConfusionMatrixDisplay
 
     fig, ax = plt.subplots(figsize=(1.1 * len(class_names) + 2.5, 1.0 * len(class_names) + 2))
-    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=[n[:14] for n in class_names]).plot(ax=ax, colorbar=False, cmap="Blues")
+    ConfusionMatrixDisplay(np.asarray(matrix), display_labels=[n[:14] for n in class_names]).plot(
+        ax=ax, colorbar=False, cmap="Blues"
+    )
     ax.set_title(title, fontsize=9)
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right")
     fig.tight_layout()
@@ -115,7 +124,9 @@ def accuracy_coverage_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], t
     return fig
 
 
-def reliability_figure(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "", n_bins: int = 10, ax: plt.Axes | None = None) -> plt.Figure:
+def reliability_figure(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str = "", n_bins: int = 10, ax: plt.Axes | None = None
+) -> plt.Figure:
     """Reliability diagram: accuracy against mean confidence per confidence bin, one line per
     named ``(confidence, correct)`` pair, with its ECE; the diagonal is perfect calibration."""
     from medsymmflow.uncertainty import expected_calibration_error, reliability_bins

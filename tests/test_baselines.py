@@ -2,9 +2,9 @@ import pytest
 import torch
 
 from medsymmflow.data import synthetic_twin
+from medsymmflow.metrics import distance_scores
 from medsymmflow.models.baselines import BASELINES, CNNClassifier
 from medsymmflow.train import TrainConfig, Trainer, evaluate_split, load_checkpoint
-from medsymmflow.metrics import distance_scores
 from medsymmflow.uncertainty import predicted_class_distance
 
 
@@ -25,7 +25,9 @@ def test_distances_are_negative_log_probabilities():
     assert torch.allclose(result.distances, -torch.log(p), atol=1e-5)
     assert torch.equal(result.labels, p.argmax(1)) and result.masks is None
     # softmax(-d / T) is temperature scaling of the logits; min d ranks like max softmax probability
-    assert torch.allclose(distance_scores(result.distances, 2.0).float(), torch.softmax(model(x) / 2.0, dim=1), atol=1e-5)
+    assert torch.allclose(
+        distance_scores(result.distances, 2.0).float(), torch.softmax(model(x) / 2.0, dim=1), atol=1e-5
+    )
     assert torch.allclose(predicted_class_distance(result.distances), -torch.log(p.max(1).values), atol=1e-5)
 
 
@@ -43,7 +45,9 @@ def test_mc_dropout_varies_between_passes_and_one_pass_is_deterministic():
 
 def test_the_same_trainer_trains_and_checkpoints_a_baseline(tmp_path):
     data = synthetic_twin("retinamnist", max_per_split=48)
-    config = TrainConfig(dataset="retinamnist", preset="cnn-small", steps=4, batch_size=8, checkpoint_every=2, warmup_steps=1)
+    config = TrainConfig(
+        dataset="retinamnist", preset="cnn-small", steps=4, batch_size=8, checkpoint_every=2, warmup_steps=1
+    )
     result = Trainer(config, tmp_path, data=data, progress=False).train()
     assert [h["step"] for h in result.history] == [2, 4]
     model, meta = load_checkpoint(tmp_path / "best", expected=config)

@@ -10,7 +10,7 @@ def test_round_trip(tmp_path):
     path = checkpoints.save_weights(model, tmp_path / "sub" / "w.safetensors")
     other = nn.Linear(3, 2)
     checkpoints.load_weights(other, path)
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True))
     assert [p.name for p in path.parent.iterdir()] == ["w.safetensors"]
 
 

@@ -13,10 +13,24 @@ from medsymmflow.cli import main
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    code = main([
-        "train", "--dataset", "breastmnist", "--steps", "2", "--batch-size", "4", "--checkpoint-every", "2",
-        "--allow-synthetic", "--out", str(out), "--data-root", str(out / "no-data"),
-    ])
+    code = main(
+        [
+            "train",
+            "--dataset",
+            "breastmnist",
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--checkpoint-every",
+            "2",
+            "--allow-synthetic",
+            "--out",
+            str(out),
+            "--data-root",
+            str(out / "no-data"),
+        ]
+    )
     assert code == 0
     return out
 
@@ -26,13 +40,33 @@ def test_train_evaluate_sample(trained, tmp_path, capsys):
     assert meta["synthetic_data"] is True and meta["config"]["dataset"] == "breastmnist"
     assert main(["evaluate", str(trained / "best"), "--split", "val", "--out", str(tmp_path)]) == 0
     metrics = json.loads((tmp_path / "metrics_val_1draw.json").read_text())
-    assert metrics["n_images"] == 78 and 0 <= metrics["acc"] <= 1 and set(metrics["accuracy_at_coverage"]) == {"1.00", "0.90", "0.80", "0.50"}
+    assert (
+        metrics["n_images"] == 78
+        and 0 <= metrics["acc"] <= 1
+        and set(metrics["accuracy_at_coverage"]) == {"1.00", "0.90", "0.80", "0.50"}
+    )
     assert 0 <= metrics["aurc"] <= 1 and 0 <= metrics["ece"] <= 1 and metrics["temperature_fitted_on_val"] > 0
     assert (tmp_path / "risk_coverage_val_1draw.csv").read_text().startswith("coverage,accuracy,risk\n")
     assert (tmp_path / "reliability_val_1draw.png").stat().st_size > 0
     assert (tmp_path / "confusion_val_1draw.png").stat().st_size > 0
     assert (tmp_path / "accuracy_coverage_val_1draw.png").stat().st_size > 0
-    assert main(["sample", str(trained / "best"), "--class", "1", "--n", "2", "--steps", "2", "--out", str(tmp_path / "s.png")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(trained / "best"),
+                "--class",
+                "1",
+                "--n",
+                "2",
+                "--steps",
+                "2",
+                "--out",
+                str(tmp_path / "s.png"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "s.png").stat().st_size > 0
     assert "ACC" in capsys.readouterr().out
 
@@ -40,12 +74,37 @@ def test_train_evaluate_sample(trained, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["sample", "{run}/best", "--class", "7", "--out", "{tmp}/x.png"], "class 7 does not exist: this model has classes 0 … 1"),
+        (
+            ["sample", "{run}/best", "--class", "7", "--out", "{tmp}/x.png"],
+            "class 7 does not exist: this model has classes 0 … 1",
+        ),
         (["evaluate", "{tmp}/missing"], "no checkpoint at"),
         (["train", "--dataset", "pneumonia", "--out", "{tmp}/o"], "Unknown MedMNIST flag 'pneumonia'"),
-        (["train", "--dataset", "chestmnist", "--allow-synthetic", "--data-root", "{tmp}", "--out", "{tmp}/o"], "multi-label"),
+        (
+            ["train", "--dataset", "chestmnist", "--allow-synthetic", "--data-root", "{tmp}", "--out", "{tmp}/o"],
+            "multi-label",
+        ),
         (["train", "--steps", "2", "--out", "{tmp}/o", "--resume"], "no checkpoint in"),
-        (["train", "--dataset", "breastmnist", "--steps", "3", "--batch-size", "4", "--checkpoint-every", "2", "--allow-synthetic", "--out", "{run}", "--resume", "--data-root", "{tmp}"], "steps: 2 in the checkpoint, 3 requested"),
+        (
+            [
+                "train",
+                "--dataset",
+                "breastmnist",
+                "--steps",
+                "3",
+                "--batch-size",
+                "4",
+                "--checkpoint-every",
+                "2",
+                "--allow-synthetic",
+                "--out",
+                "{run}",
+                "--resume",
+                "--data-root",
+                "{tmp}",
+            ],
+            "steps: 2 in the checkpoint, 3 requested",
+        ),
     ],
 )
 def test_bad_arguments_are_clear_errors(trained, tmp_path, capsys, argv, message):
@@ -66,12 +125,37 @@ def test_argument_parser_rejects_bad_values(capsys):
 def test_two_process_training_with_accelerate(tmp_path):
     """The multi-process path: 2 CPU processes (gloo) started by torchrun, run by Accelerate as MULTI_CPU."""
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "medsymmflow", "train",
-        "--dataset", "breastmnist", "--steps", "2", "--batch-size", "4", "--checkpoint-every", "2",
-        "--allow-synthetic", "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "ddp"),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "medsymmflow",
+        "train",
+        "--dataset",
+        "breastmnist",
+        "--steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--allow-synthetic",
+        "--data-root",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path / "ddp"),
     ]
     env = {**os.environ, "ACCELERATE_USE_CPU": "1"}  # what `accelerate launch --cpu` sets
     completed = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert completed.stdout.count('"best_step"') == 1  # only the main process reports
-    assert sorted(p.name for p in (tmp_path / "ddp" / "last").iterdir()) == ["config.json", "ema.safetensors", "model.safetensors", "rng_0.pt", "rng_1.pt", "training_state.pt"]
+    assert sorted(p.name for p in (tmp_path / "ddp" / "last").iterdir()) == [
+        "config.json",
+        "ema.safetensors",
+        "model.safetensors",
+        "rng_0.pt",
+        "rng_1.pt",
+        "training_state.pt",
+    ]

@@ -38,7 +38,9 @@ def test_round_trip_is_exact(mode, n_classes, beta):
 
 
 def test_dequantization_width():
-    m = masks.labels_to_masks(torch.zeros(2000, dtype=torch.long), 2, 4, beta=4.0, generator=torch.Generator().manual_seed(0))
+    m = masks.labels_to_masks(
+        torch.zeros(2000, dtype=torch.long), 2, 4, beta=4.0, generator=torch.Generator().manual_seed(0)
+    )
     noise = m + 1.0  # class 0 is black = -1
     assert noise.min() >= -4 / 255 and noise.max() <= 4 / 255
     assert noise.max() - noise.min() > 0.99 * 8 / 255  # width beta / 127.5

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from medsymmflow.data import medmnist as files
 from medsymmflow.data import (
     ChecksumError,
     CorruptFileError,
@@ -13,6 +12,7 @@ from medsymmflow.data import (
     load_dataset,
     load_medmnist,
 )
+from medsymmflow.data import medmnist as files
 
 
 @pytest.mark.parametrize("flag", ["pneumoniamnist", "retinamnist"])
@@ -84,7 +84,7 @@ def test_md5_mismatch_is_refused_and_file_untouched(tmp_path, shared_file):
 
 
 def test_truncated_npz_is_a_clear_error(tmp_path, shared_file):
-    truncated = shared_file().read_bytes()[: 100_000]
+    truncated = shared_file().read_bytes()[:100_000]
     target = tmp_path / "pneumoniamnist.npz"
     target.write_bytes(truncated)
     with pytest.raises(ChecksumError):
@@ -97,7 +97,10 @@ def test_truncated_npz_is_a_clear_error(tmp_path, shared_file):
 def test_wrong_contents_are_named(tmp_path):
     path = tmp_path / "x.npz"
     np.savez(path, train_images=np.zeros((3, 28, 28), np.uint8), train_labels=np.zeros((3, 1), np.uint8))
-    with pytest.raises(CorruptFileError, match=r"train_images is uint8 \(3, 28, 28\), expected uint8 \(4708, 28, 28\).*missing val_images"):
+    with pytest.raises(
+        CorruptFileError,
+        match=r"train_images is uint8 \(3, 28, 28\), expected uint8 \(4708, 28, 28\).*missing val_images",
+    ):
         files.read_npz(path, "pneumoniamnist")
 
 

@@ -23,7 +23,9 @@ def test_target_is_the_time_derivative_of_the_path():
     t = torch.tensor([0.1, 0.3, 0.5, 0.7, 0.9], dtype=torch.float64)
     eps = 1e-6
     for sigma_min in (0.0, SIGMA_MIN, 0.2):
-        finite_difference = (ot_path(z0, z1, t + eps, sigma_min).z_t - ot_path(z0, z1, t - eps, sigma_min).z_t) / (2 * eps)
+        finite_difference = (ot_path(z0, z1, t + eps, sigma_min).z_t - ot_path(z0, z1, t - eps, sigma_min).z_t) / (
+            2 * eps
+        )
         assert torch.allclose(ot_path(z0, z1, t, sigma_min).velocity, finite_difference, atol=1e-8)
 
 

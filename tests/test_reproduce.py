@@ -9,13 +9,17 @@ from medsymmflow.reproduce import OVERHEAD, BudgetError, plan_epochs
 
 
 def test_plan_keeps_the_requested_epochs_when_they_fit():
-    plan = plan_epochs({"flow": 0.02, "cnn": 0.01}, {"a": 7400, "b": 1700}, 1, 100, budget_seconds=1000, fit_budget=False)
+    plan = plan_epochs(
+        {"flow": 0.02, "cnn": 0.01}, {"a": 7400, "b": 1700}, 1, 100, budget_seconds=1000, fit_budget=False
+    )
     assert plan.epochs == 100 and plan.estimated_seconds == pytest.approx(9100 * 0.03 * OVERHEAD)
 
 
 def test_plan_stops_or_fits_when_the_run_is_too_long():
     estimate = 9100 * 0.03 * 2 * OVERHEAD  # two seeds: 627.9 s for 100 epochs, 6.279 s an epoch
-    with pytest.raises(BudgetError, match=r"100 epochs would take about 628 s .*over the 300 s budget.*--fit-budget to train 47 epochs"):
+    with pytest.raises(
+        BudgetError, match=r"100 epochs would take about 628 s .*over the 300 s budget.*--fit-budget to train 47 epochs"
+    ):
         plan_epochs({"flow": 0.02, "cnn": 0.01}, {"a": 7400, "b": 1700}, 2, 100, budget_seconds=300, fit_budget=False)
     plan = plan_epochs({"flow": 0.02, "cnn": 0.01}, {"a": 7400, "b": 1700}, 2, 100, budget_seconds=300, fit_budget=True)
     assert plan.epochs == 47 and plan.estimated_seconds == pytest.approx(47 * estimate / 100)
@@ -27,7 +31,10 @@ def test_plan_stops_or_fits_when_the_run_is_too_long():
 @pytest.mark.realdata
 def test_smoke_runs_the_whole_pipeline_on_the_real_data(real_data, tmp_path, capsys):
     real_data("pneumoniamnist")
-    assert main(["reproduce", "--smoke", "--datasets", "pneumoniamnist", "--out", str(tmp_path), "--time-budget", "600"]) == 0
+    assert (
+        main(["reproduce", "--smoke", "--datasets", "pneumoniamnist", "--out", str(tmp_path), "--time-budget", "600"])
+        == 0
+    )
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["smoke"] is True and results["synthetic_data"] == {"pneumoniamnist": False}
     # MedSymmFlow: 2 decodings x (1, 2 draws); ResNet-18: 1 and 2 passes
@@ -41,15 +48,30 @@ def test_smoke_runs_the_whole_pipeline_on_the_real_data(real_data, tmp_path, cap
     assert results["plan"]["seconds_per_step"]["MedSymmFlow"] > 0 and results["wall_seconds"]["probe"] > 0
     assert (tmp_path / "models").is_dir()
     flow_run = results["runs"]["pneumoniamnist seed 0"]["MedSymmFlow"]
-    assert flow_run["step"] == 20 and [h["step"] for h in flow_run["history"]] == [10, 20]  # the whole run, not best/'s part
+    assert flow_run["step"] == 20 and [h["step"] for h in flow_run["history"]] == [
+        10,
+        20,
+    ]  # the whole run, not best/'s part
     report = (tmp_path / "results.md").read_text()
     assert "SMOKE RUN" in report and "| pneumoniamnist | MedSymmFlow | pixel_distance | 1 |" in report
     assert "results.md" in capsys.readouterr().out
 
 
 def test_a_run_that_cannot_fit_stops_before_training_and_writes_nothing(tmp_path, capsys):
-    code = main(["reproduce", "--smoke", "--datasets", "breastmnist", "--out", str(tmp_path / "r"), "--time-budget", "0.001",
-                 "--data-root", str(tmp_path / "no-data")])
+    code = main(
+        [
+            "reproduce",
+            "--smoke",
+            "--datasets",
+            "breastmnist",
+            "--out",
+            str(tmp_path / "r"),
+            "--time-budget",
+            "0.001",
+            "--data-root",
+            str(tmp_path / "no-data"),
+        ]
+    )
     assert code == 3
     assert "stopped before training" in capsys.readouterr().err
     assert not (tmp_path / "r" / "results.json").exists() and not (tmp_path / "r" / "models").exists()

@@ -37,7 +37,9 @@ def test_ambiguity_is_recorded():
 
 def test_ambiguous_images_sit_between_their_two_classes():
     """A nearest-class-mean classifier is sure on clean samples and unsure on blended ones."""
-    data = make_synthetic(3, 1, noise=0.0, ambiguous_fraction=0.3, seed=0, n_samples={"train": 3000, "val": 10, "test": 10})
+    data = make_synthetic(
+        3, 1, noise=0.0, ambiguous_fraction=0.3, seed=0, n_samples={"train": 3000, "val": 10, "test": 10}
+    )
     x = data.arrays["train_images"].reshape(3000, -1).astype(float)
     labels, flags = data.arrays["train_labels"][:, 0], data.ambiguous["train"]
     spectra = np.abs(np.fft.rfft2(x.reshape(-1, 28, 28))).reshape(3000, -1)  # phase-invariant features

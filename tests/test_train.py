@@ -13,7 +13,16 @@ from medsymmflow.train import ConfigMismatchError, NonFiniteLossError, TrainConf
 
 
 def _config(**overrides):
-    settings = dict(dataset="retinamnist", steps=6, batch_size=8, checkpoint_every=3, warmup_steps=2, flip=True, balanced=True, seed=3)
+    settings = dict(
+        dataset="retinamnist",
+        steps=6,
+        batch_size=8,
+        checkpoint_every=3,
+        warmup_steps=2,
+        flip=True,
+        balanced=True,
+        seed=3,
+    )
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -143,7 +152,9 @@ def test_train_or_load_trains_once_then_loads(tmp_path, data, monkeypatch):
     config = _config(steps=2, checkpoint_every=2)
     model, meta = train_module.train_or_load(config, data)
     folder = train_module.run_dir(config, synthetic=True)
-    assert folder.parent == tmp_path / "models" and folder.name.startswith("retinamnist-synthetic_tiny_28px_2steps_seed3_")
+    assert folder.parent == tmp_path / "models" and folder.name.startswith(
+        "retinamnist-synthetic_tiny_28px_2steps_seed3_"
+    )
     assert folder != train_module.run_dir(config, synthetic=False)
 
     def no_training(*args, **kwargs):
@@ -152,7 +163,7 @@ def test_train_or_load_trains_once_then_loads(tmp_path, data, monkeypatch):
     monkeypatch.setattr(train_module, "Trainer", no_training)
     again, meta_again = train_module.train_or_load(config, data)
     assert meta_again["step"] == meta["step"] == 2
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
 
 
 def test_train_or_load_resumes_a_run_killed_after_its_first_validation(tmp_path, data):

@@ -53,7 +53,9 @@ def test_vote_entropy_zero_if_unanimous_and_log_k_if_uniform():
 def test_majority_vote_and_spread():
     draws = torch.tensor([[[0.1, 0.5]], [[0.6, 0.2]], [[0.1, 0.3]]])  # votes 0, 1, 0
     assert unc.majority_vote(draws).tolist() == [0]
-    assert unc.distance_spread(draws).item() == pytest.approx(float(np.mean([np.std([0.1, 0.6, 0.1]), np.std([0.5, 0.2, 0.3])])))
+    assert unc.distance_spread(draws).item() == pytest.approx(
+        float(np.mean([np.std([0.1, 0.6, 0.1]), np.std([0.5, 0.2, 0.3])]))
+    )
     tie = torch.tensor([[[0.1, 0.5]], [[0.6, 0.15]]])  # one vote each; mean distances 0.35 and 0.325
     assert unc.vote_counts(tie).tolist() == [[1, 1]]
     assert unc.majority_vote(tie).tolist() == [1]

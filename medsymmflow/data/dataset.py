@@ -42,7 +42,9 @@ def fit_size(images: torch.Tensor, image_size: int, fit: str = "pad") -> torch.T
     if (height, width) == (image_size, image_size):
         return images
     if fit == "resize":
-        return F.interpolate(images, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)
+        return F.interpolate(
+            images, size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False
+        )
     if image_size < max(height, width):
         raise ValueError(
             f"cannot pad {height}x{width} images down to {image_size} px; use fit='resize' or a larger image_size"
@@ -111,7 +113,9 @@ class MedMNISTData:
         images = fit_size(to_float(self.images(split)), image_size or self.size, fit)
         return images, torch.as_tensor(self.labels(split))
 
-    def dataset(self, split: str, image_size: int | None = None, fit: str = "pad", flip: bool = False) -> "MedMNISTDataset":
+    def dataset(
+        self, split: str, image_size: int | None = None, fit: str = "pad", flip: bool = False
+    ) -> MedMNISTDataset:
         """A torch ``Dataset`` over one split (see :class:`MedMNISTDataset`)."""
         return MedMNISTDataset(self, split, image_size or self.size, fit, flip)
 
@@ -163,7 +167,9 @@ def load_medmnist(
     return MedMNISTData(flag.strip().lower(), size, info, arrays)
 
 
-def synthetic_twin(flag: str, size: int = 28, seed: int = 0, max_per_split: int | None = None, ambiguous_fraction: float = 0.1) -> MedMNISTData:
+def synthetic_twin(
+    flag: str, size: int = 28, seed: int = 0, max_per_split: int | None = None, ambiguous_fraction: float = 0.1
+) -> MedMNISTData:
     """A procedural stand-in with the flag's classes, channels and split sizes.
 
     Args:
@@ -180,7 +186,9 @@ def synthetic_twin(flag: str, size: int = 28, seed: int = 0, max_per_split: int 
     generated = make_synthetic(
         len(info["label"]), info["n_channels"], size, counts, ambiguous_fraction=ambiguous_fraction, seed=seed
     )
-    return MedMNISTData(flag.strip().lower(), size, info, generated.arrays, synthetic=True, ambiguous=generated.ambiguous)
+    return MedMNISTData(
+        flag.strip().lower(), size, info, generated.arrays, synthetic=True, ambiguous=generated.ambiguous
+    )
 
 
 def load_dataset(

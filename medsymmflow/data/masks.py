@@ -73,9 +73,7 @@ def class_colours(n_classes: int, mode: str = "rgb", palette_index: str = "round
     if palette_index not in PALETTE_INDEX:
         raise ValueError(f"Unknown palette_index {palette_index!r}: expected one of {PALETTE_INDEX}.")
     if not 2 <= n_classes <= MAX_CLASSES[mode]:
-        raise ValueError(
-            f"n_classes must lie in [2, {MAX_CLASSES[mode]}] for {mode!r} masks, got {n_classes}."
-        )
+        raise ValueError(f"n_classes must lie in [2, {MAX_CLASSES[mode]}] for {mode!r} masks, got {n_classes}.")
     if mode == "rgb":
         positions = np.linspace(0, len(LEVELS) ** 3 - 1, n_classes)
         index = (np.round(positions) if palette_index == "round" else np.floor(positions)).astype(int)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import socket
 import tempfile
 import urllib.error
 import urllib.request
@@ -66,9 +65,7 @@ def dataset_info(flag: str) -> dict:
     """
     key = str(flag).strip().lower()
     if key not in flags_2d():
-        raise ValueError(
-            f"Unknown MedMNIST flag {flag!r}. Valid 2D flags: {', '.join(flags_2d())}."
-        )
+        raise ValueError(f"Unknown MedMNIST flag {flag!r}. Valid 2D flags: {', '.join(flags_2d())}.")
     return INFO[key]
 
 
@@ -164,14 +161,13 @@ def download(url: str, dest: Path, md5: str, timeout: float = 30.0, progress: bo
                         bar.update(len(chunk))
         if total is not None and written != total:
             raise DatasetUnavailableError(
-                f"Download of {url} broke off after {written} of {total} bytes; nothing was saved. "
-                "Try again."
+                f"Download of {url} broke off after {written} of {total} bytes; nothing was saved. Try again."
             )
         verify_md5(tmp, md5)
         os.replace(tmp, dest)
         logger.info("downloaded %s", dest)
         return dest
-    except (urllib.error.URLError, socket.timeout, ConnectionError) as error:
+    except (TimeoutError, urllib.error.URLError, ConnectionError) as error:
         raise DatasetUnavailableError(
             f"Could not download {dest.name} from {url} ({error}). If this machine is offline, "
             f"fetch the file elsewhere and put it at {dest} (md5 {md5}), or point "

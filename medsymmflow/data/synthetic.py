@@ -94,7 +94,7 @@ def make_synthetic(
     if set(n_samples) != set(SPLITS) or min(n_samples.values()) < 1:
         raise ValueError(f"n_samples needs a positive count for each of {SPLITS}, got {n_samples}")
     arrays, ambiguous, partner = {}, {}, {}
-    for split, stream in zip(SPLITS, np.random.SeedSequence(seed).spawn(len(SPLITS))):
+    for split, stream in zip(SPLITS, np.random.SeedSequence(seed).spawn(len(SPLITS)), strict=True):
         rng = np.random.default_rng(stream)
         n = n_samples[split]
         labels = rng.integers(0, n_classes, n)
@@ -105,9 +105,9 @@ def make_synthetic(
         for start in range(0, n, CHUNK):
             part = slice(start, start + CHUNK)
             w = weight[part, None, None, None]
-            blend = w * class_patterns(labels[part], n_classes, n_channels, size, rng) + (
-                1 - w
-            ) * class_patterns(other[part], n_classes, n_channels, size, rng)
+            blend = w * class_patterns(labels[part], n_classes, n_channels, size, rng) + (1 - w) * class_patterns(
+                other[part], n_classes, n_channels, size, rng
+            )
             blend = blend + rng.normal(0.0, noise, blend.shape)
             images[part] = np.clip(np.rint(blend * 255), 0, 255).astype(np.uint8)
         arrays[f"{split}_images"] = images[..., 0] if n_channels == 1 else images

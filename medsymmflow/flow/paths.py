@@ -18,8 +18,8 @@ MedSymmFlow reuses the same path in both directions: the image goes noise -> dat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 

@@ -12,8 +12,8 @@ is ``steps * stages``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -102,15 +102,15 @@ def integrate(
     for step in range(steps):
         t = times[step].item()
         stages: list[torch.Tensor] = []
-        for a_row, c in zip(tableau.a, tableau.c):
+        for a_row, c in zip(tableau.a, tableau.c, strict=True):
             z_stage = z
-            for a_ij, k_j in zip(a_row, stages):
+            for a_ij, k_j in zip(a_row, stages, strict=False):
                 if a_ij:
                     z_stage = z_stage + h * a_ij * k_j
             t_stage = torch.full((z.shape[0],), t + c * h, dtype=z.dtype, device=z.device)
             stages.append(velocity(z_stage, t_stage))
             nfe += 1
-        z = z + h * sum(b_i * k_i for b_i, k_i in zip(tableau.b, stages) if b_i)
+        z = z + h * sum(b_i * k_i for b_i, k_i in zip(tableau.b, stages, strict=True) if b_i)
         if trajectory is not None:
             trajectory.append(z)
     return Solution(z, times, torch.stack(trajectory) if trajectory is not None else None, nfe)

@@ -7,7 +7,7 @@ the given ``torch.Generator`` so samples are reproducible.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -22,7 +22,9 @@ def two_moons(n: int, generator: torch.Generator | None = None, noise: float = 0
     return points + noise * torch.randn(n, 2, generator=generator)
 
 
-def eight_gaussians(n: int, generator: torch.Generator | None = None, radius: float = 2.0, std: float = 0.15) -> torch.Tensor:
+def eight_gaussians(
+    n: int, generator: torch.Generator | None = None, radius: float = 2.0, std: float = 0.15
+) -> torch.Tensor:
     """Eight Gaussians of width ``std`` evenly spaced on a circle of ``radius``."""
     component = torch.randint(0, 8, (n,), generator=generator)
     angle = component * (2 * math.pi / 8)

@@ -43,15 +43,29 @@ def small_resnet18(in_channels: int, n_classes: int, dropout: float = 0.2) -> nn
 
 def small_cnn(in_channels: int, n_classes: int, width: int = 32, dropout: float = 0.2) -> nn.Module:
     """A four-block CNN (about the tiny UNet's size) for CPU-minute comparisons."""
+
     def block(c_in, c_out):
-        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1), nn.GroupNorm(8, c_out), nn.SiLU())
+        return nn.Sequential(
+            nn.Conv2d(c_in, c_out, 3, padding=1),
+            nn.GroupNorm(8, c_out),
+            nn.SiLU(),
+            nn.Conv2d(c_out, c_out, 3, padding=1),
+            nn.GroupNorm(8, c_out),
+            nn.SiLU(),
+        )
 
     return nn.Sequential(
-        block(in_channels, width), nn.MaxPool2d(2),
-        block(width, 2 * width), nn.MaxPool2d(2),
-        block(2 * width, 4 * width), nn.MaxPool2d(2),
-        block(4 * width, 4 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        nn.Dropout(dropout), nn.Linear(4 * width, n_classes),
+        block(in_channels, width),
+        nn.MaxPool2d(2),
+        block(width, 2 * width),
+        nn.MaxPool2d(2),
+        block(2 * width, 4 * width),
+        nn.MaxPool2d(2),
+        block(4 * width, 4 * width),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Dropout(dropout),
+        nn.Linear(4 * width, n_classes),
     )
 
 
@@ -76,12 +90,21 @@ class CNNClassifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)
 
-    def loss(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None) -> CrossEntropy:
+    def loss(
+        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+    ) -> CrossEntropy:
         """Cross-entropy of the logits (``generator`` is unused: the loss draws no noise)."""
         return CrossEntropy(nn.functional.cross_entropy(self(images), labels))
 
     @torch.no_grad()
-    def classify(self, images: torch.Tensor, steps: int = 1, solver: str = "euler", n_samples: int = 1, generator: torch.Generator | None = None) -> Classification:
+    def classify(
+        self,
+        images: torch.Tensor,
+        steps: int = 1,
+        solver: str = "euler",
+        n_samples: int = 1,
+        generator: torch.Generator | None = None,
+    ) -> Classification:
         """Class "distances" ``-log p``; ``n_samples > 1`` averages the probabilities of that many
         MC-dropout passes. ``steps`` and ``solver`` exist for interface parity and are ignored."""
         if n_samples < 1:

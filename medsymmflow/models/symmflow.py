@@ -116,9 +116,13 @@ class SymmetricFlow(nn.Module):
         """The joint velocity ``v([x_t, y_t], t)``."""
         return self.net(z, t)
 
-    def masks(self, labels: torch.Tensor, size: int, beta: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
+    def masks(
+        self, labels: torch.Tensor, size: int, beta: float = 0.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Semantic masks of ``labels`` at ``size`` px on the model's device."""
-        return labels_to_masks(labels.to(self.colours.device), self.n_classes, size, self.mask_mode, beta, generator, self.palette_index)
+        return labels_to_masks(
+            labels.to(self.colours.device), self.n_classes, size, self.mask_mode, beta, generator, self.palette_index
+        )
 
     def loss(
         self,
