@@ -17,13 +17,9 @@ import dataclasses
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from medsymmflow import config
-
-DEMO_STEPS = 600
-DEMO_DRAWS = 8
 
 
 def _course(args: argparse.Namespace) -> int:
@@ -48,10 +44,13 @@ def _course(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace):
-    from medsymmflow.train import TrainConfig
+    """The flags given, on top of ``--recipe``'s configuration when one is named."""
+    from medsymmflow.train import TrainConfig, course_config
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    if args.recipe:
+        return course_config(given.pop("dataset", TrainConfig.dataset), config.Profile(args.recipe), **given)
     return TrainConfig(**given)
 
 
@@ -77,7 +76,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from medsymmflow.report import data_for_checkpoint, evaluate_to_files
+    from medsymmflow.report import data_for_checkpoint, evaluate_to_files, summary_line
     from medsymmflow.train import load_checkpoint
 
     model, meta = load_checkpoint(args.checkpoint, device=config.get_device())
@@ -86,7 +85,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     result = evaluate_to_files(
         model, meta, data, args.split, out_dir, args.n_samples, args.steps, args.solver, args.seed
     )
-    print(_summary(result))
+    print(summary_line(result))
     print(f"wrote {out_dir}")
     return 0
 
@@ -103,59 +102,14 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from medsymmflow.data import load_dataset
-    from medsymmflow.report import evaluate_to_files, sample_grid
-    from medsymmflow.train import TrainConfig, Trainer, load_checkpoint
+    from medsymmflow.report import run_demo
 
-    start = time.perf_counter()
-    out = Path(args.out)
-    train_config = TrainConfig(dataset=args.dataset, steps=args.steps, seed=args.seed, allow_synthetic=True)
-    data = load_dataset(
-        train_config.dataset, train_config.size, root=args.data_root, allow_synthetic=True, seed=args.seed
-    )
-    banner = (
-        "SYNTHETIC TWIN — the real data could not be loaded; numbers below are NOT about real images"
-        if data.synthetic
-        else "real data, md5 verified"
-    )
-    print(f"MedSymmFlow demo: {data.title} ({banner})", flush=True)
-    result = Trainer(train_config, out / "checkpoints", data=data, resume=args.resume).train()
-    model, meta = load_checkpoint(result.best_dir, device=config.get_device())
-    print(
-        f"trained {result.step} steps in {time.perf_counter() - start:.0f} s; best validation checkpoint: step {result.best_step}",
-        flush=True,
-    )
-    lines = []
-    for draws in (1, DEMO_DRAWS):
-        metrics = evaluate_to_files(model, meta, data, "test", out, n_samples=draws, seed=args.seed)
-        lines.append(f"- test, one Euler step, {draws} noise draw(s): " + _summary(metrics))
-        print(lines[-1], flush=True)
-    sample_grid(
-        model,
-        meta,
-        list(range(data.n_classes)),
-        8,
-        out / "samples.png",
-        seed=args.seed,
-        title=f"generated {data.title}, 25 Euler steps",
-    )
-    seconds = time.perf_counter() - start
-    report = [
-        f"# MedSymmFlow demo: {data.title}",
-        "",
-        f"Data: {banner}.",
-        f"Model: `{train_config.preset}` UNet, {train_config.image_size} px, {result.step} steps, batch {train_config.batch_size}, seed {args.seed}; "
-        f"checkpoint chosen on the validation split (step {result.best_step}).",
-        "",
-        "Test split (classification: one Euler step from t = 1 to 0, per-class distances averaged over the draws):",
-        "",
-        *lines,
-        "",
-        f"Files: `metrics_test_*.json`, `confusion_test_*.png`, `accuracy_coverage_test_*.png`, `samples.png`, `checkpoints/`. Total time {seconds:.0f} s.",
-    ]
-    (out / "report.md").write_text("\n".join(report) + "\n")
-    print(f"wrote {out}/report.md and figures in {seconds:.0f} s")
+    run_demo(args.dataset, args.steps, args.seed, Path(args.out), args.resume, args.data_root, say=_say)
     return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
 
 
 def _reproduce(args: argparse.Namespace) -> int:
@@ -166,6 +120,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         seeds=tuple(args.seeds),
         epochs=args.epochs,
         draws=args.draws,
+        recipe=args.recipe,
         smoke=args.smoke,
         data_root=args.data_root,
     )
@@ -183,17 +138,29 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(m: dict) -> str:
-    return (
-        f"ACC {m['acc']:.3f}, AUC {m['auc']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}, "
-        f"accuracy at 80% coverage {m['accuracy_at_coverage']['0.80']:.3f} ({m['n_images']} images, {m['images_per_second']:.0f} images/s)"
-    )
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, with its type, choices, description and default."""
+    import typing
+
+    from medsymmflow.train import FIELD_CHOICES, TrainConfig, config_field_help
+
+    types = typing.get_type_hints(TrainConfig)
+    descriptions = config_field_help()
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        text = f"{descriptions.get(field.name, '')} (default {field.default!r})".replace("%", "%%")
+        if types[field.name] is bool:
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, help=text)
+        else:
+            parser.add_argument(
+                flag, dest=field.name, type=types[field.name], choices=FIELD_CHOICES.get(field.name), help=text
+            )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from medsymmflow import __version__
     from medsymmflow.flow.solvers import SOLVERS
-    from medsymmflow.models.unet import PRESETS
+    from medsymmflow.report import DEMO_STEPS
 
     parser = argparse.ArgumentParser(
         prog="medsymmflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -201,28 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"medsymmflow {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train a MedSymmFlow model")
-    train.add_argument("--dataset", help="MedMNIST flag (default pneumoniamnist)")
-    train.add_argument("--size", type=int, choices=(28, 64, 128, 224), help="resolution of the MedMNIST file")
-    train.add_argument("--image-size", dest="image_size", type=int, help="model input size (28 native, 32 padded)")
-    train.add_argument("--preset", choices=tuple(PRESETS))
-    train.add_argument("--mask-mode", dest="mask_mode", choices=("rgb", "gray"))
-    train.add_argument("--steps", type=int)
-    train.add_argument("--batch-size", dest="batch_size", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--ema-decay", dest="ema_decay", type=float)
-    train.add_argument("--image-weight", dest="image_weight", type=float)
-    train.add_argument("--checkpoint-every", dest="checkpoint_every", type=int)
-    train.add_argument("--balanced", action=argparse.BooleanOptionalAction, help="class-balanced sampling (default on)")
-    train.add_argument("--flip", action=argparse.BooleanOptionalAction, help="random horizontal flips (default off)")
-    train.add_argument("--seed", type=int)
-    train.add_argument(
-        "--allow-synthetic",
-        dest="allow_synthetic",
-        action="store_true",
-        default=None,
-        help="use the synthetic twin if the data is unavailable",
+    train = commands.add_parser(
+        "train",
+        help="train a MedSymmFlow model (or a baseline)",
+        description="Every TrainConfig field is a flag; --recipe starts from the course's fast or full recipe.",
     )
+    train.add_argument(
+        "--recipe",
+        choices=config.PROFILES,
+        help="start from the course's recipe (fast: CPU minutes; full: the paper's model, 100 epochs); flags override it",
+    )
+    _add_config_flags(train)
     train.add_argument("--out", required=True, help="output folder (checkpoints last/ and best/)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last")
     train.add_argument("--data-root", help="folder of the MedMNIST files (default: MEDSYMMFLOW_DATA or data/medmnist)")
@@ -253,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="train the tiny model, classify the test split, generate, write a report")
     demo.add_argument("--dataset", default="pneumoniamnist")
-    demo.add_argument("--steps", type=int, default=DEMO_STEPS)
+    demo.add_argument("--steps", type=int, default=DEMO_STEPS, help="training steps (default %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument("--resume", action="store_true", help="continue an interrupted demo")
@@ -296,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="fit_budget",
         action="store_true",
         help="train fewer epochs to fit --time-budget instead of stopping",
+    )
+    reproduce.add_argument(
+        "--recipe",
+        choices=config.PROFILES,
+        default="full",
+        help="full: the paper-scale recipe vs ResNet-18 (GPU); fast: the CPU recipe vs the small CNN",
     )
     reproduce.add_argument(
         "--smoke", action="store_true", help="tiny model, a few steps: checks the pipeline in about a minute on a CPU"

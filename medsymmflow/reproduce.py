@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import platform
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,9 +34,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medsymmflow import __version__, config
+from medsymmflow import config
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.data.masks import DECODINGS
+from medsymmflow.provenance import provenance
 from medsymmflow.train import (
     TrainConfig,
     Trainer,
@@ -53,10 +51,10 @@ from medsymmflow.uncertainty import accuracy_at_coverage, aurc, predicted_class_
 
 logger = logging.getLogger(__name__)
 
-COMMIT_ENV = "MEDSYMMFLOW_COMMIT"
 DEFAULT_DATASETS = ("pneumoniamnist", "retinamnist")
-BASELINE = "resnet18"
-PAPER_DECODING = "pixel_distance"
+# The same-run discriminative baseline of each recipe (the notebooks use the same pairs).
+BASELINES = {"full": "resnet18", "fast": "cnn-small"}
+BASELINE_NAMES = {"resnet18": "ResNet-18 (same trainer)", "cnn-small": "small CNN (same trainer)"}
 PROBE_STEPS = 100
 SMOKE_PROBE_STEPS = 5
 SMOKE_TEST_IMAGES = 96  # --smoke classifies only the first images of the test split
@@ -104,14 +102,16 @@ class Settings:
     seeds: tuple[int, ...] = (0,)
     epochs: int = config.FULL_EPOCHS
     draws: int = 8
+    recipe: str = "full"
     smoke: bool = False
     data_root: str | None = None
     overrides: dict = field(default_factory=dict)
 
 
 def model_configs(dataset: str, settings: Settings, seed: int, epochs: int) -> dict[str, TrainConfig]:
-    """The MedSymmFlow and baseline configurations of one run (``smoke``: tiny, a few steps)."""
-    full = config.Profile("full")
+    """The MedSymmFlow and baseline configurations of one run: the recipe's (``fast`` ignores
+    ``epochs``), or with ``smoke`` a tiny model for a few steps."""
+    recipe = config.Profile(settings.recipe)
     if settings.smoke:
         tiny = dict(
             preset="tiny",
@@ -122,11 +122,11 @@ def model_configs(dataset: str, settings: Settings, seed: int, epochs: int) -> d
             checkpoint_every=10,
             allow_synthetic=True,
         )
-        flow = course_config(dataset, full, seed=seed, **{**tiny, **settings.overrides})
+        flow = course_config(dataset, recipe, seed=seed, **{**tiny, **settings.overrides})
     else:
-        flow = course_config(dataset, full, epochs=epochs, seed=seed, **settings.overrides)
-    baseline = TrainConfig(**{**flow.to_dict(), "preset": BASELINE})
-    return {"MedSymmFlow": flow, f"ResNet-18 ({BASELINE}, same trainer)": baseline}
+        flow = course_config(dataset, recipe, epochs=epochs, seed=seed, **settings.overrides)
+    baseline = TrainConfig(**{**flow.to_dict(), "preset": BASELINES[settings.recipe]})
+    return {"MedSymmFlow": flow, BASELINE_NAMES[baseline.preset]: baseline}
 
 
 def probe_seconds_per_step(
@@ -236,7 +236,7 @@ def run_one(
             "step": last["step"],
             "history": last["history"],
         }
-        is_flow = train_config.preset != BASELINE
+        is_flow = train_config.preset not in BASELINE_NAMES
         for decoding in DECODINGS if is_flow else (None,):
             if decoding is not None:
                 model.decoding = decoding
@@ -311,7 +311,7 @@ def reproduce(
             len(settings.seeds),
             settings.epochs,
             budget_seconds - phases["probe"],
-            fit_budget and not settings.smoke,
+            fit_budget and not settings.smoke and settings.recipe == "full",
         )
         epochs = plan.epochs
         logger.warning("reproduce: %s", plan.message)
@@ -324,7 +324,8 @@ def reproduce(
             runs[f"{flag} seed {seed}"] = one["runs"]
             phases.update({f"{flag} seed {seed}: {k}": v for k, v in one["phases"].items()})
     results = {
-        "what": "MedSymmFlow (pixel, RGB masks) vs a same-run ResNet-18, test split",
+        "what": f"MedSymmFlow (pixel, RGB masks) vs a same-run {BASELINE_NAMES[BASELINES[settings.recipe]]}, test split",
+        "recipe": settings.recipe,
         "smoke": settings.smoke,
         "synthetic_data": {flag: data.synthetic for flag, data in datasets.items()},
         "epochs": epochs,
@@ -366,7 +367,7 @@ def markdown(results: dict) -> str:
     """The results as a readable markdown report."""
     p = results["provenance"]
     lines = [
-        "# MedSymmFlow reproduction: pixel space, RGB masks, test split",
+        f"# MedSymmFlow vs the paper: pixel space, RGB masks, the `{results['recipe']}` recipe, test split",
         "",
         (
             f"**SMOKE RUN: tiny model, a few steps, the first {SMOKE_TEST_IMAGES} test images — the numbers check the plumbing and mean nothing.**\n"
@@ -374,7 +375,7 @@ def markdown(results: dict) -> str:
             else ""
         ),
         f"Device: {p['device']}. Commit {p['commit']}, medsymmflow {p['medsymmflow']}, torch {p['torch']}, diffusers {p['diffusers']}. "
-        f"Epochs: {results['epochs']} (the paper: {results['paper_epochs']}); seeds {results['seeds']}; "
+        f"{_training(results)} (the paper: {results['paper_epochs']} epochs); seeds {results['seeds']}; "
         f"total wall time {results['wall_seconds']['total']:.0f} s.",
     ]
     if results["plan"]:
@@ -410,6 +411,13 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _training(results: dict) -> str:
+    steps = sorted({row["steps"] for row in results["rows"]})
+    if results["recipe"] == "full" and not results["smoke"]:
+        return f"Epochs: {results['epochs']}"
+    return f"Training steps: {', '.join(map(str, steps))}"
+
+
 def _cell(summary: dict, metric: str) -> str:
     std = summary[f"{metric}_std"]
     return f"{summary[metric]:.3f}" + (f" ± {std:.3f}" if std is not None else "")
@@ -417,45 +425,6 @@ def _cell(summary: dict, metric: str) -> str:
 
 def _ref(ref: dict, key: str) -> str:
     return f"{ref[key]:.3f}" if key in ref else "—"
-
-
-def provenance() -> dict:
-    """Commit, versions and device of this run."""
-    import accelerate
-    import diffusers
-
-    device = config.get_device()
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    )
-    # A copy of the working tree (e.g. on a lent GPU machine) may carry no .git, or a stale one: the caller can say.
-    given = os.environ.get(COMMIT_ENV)
-    return {
-        "commit": given or _git("rev-parse", "--short", "HEAD"),
-        "commit_source": f"${COMMIT_ENV}" if given else "git",
-        "uncommitted_changes": None
-        if given
-        else _git("status", "--porcelain", "--untracked-files=no") not in ("", "unknown"),
-        "medsymmflow": __version__,
-        "torch": torch.__version__,
-        "diffusers": diffusers.__version__,
-        "accelerate": accelerate.__version__,
-        "python": platform.python_version(),
-        "device": name,
-        "cuda": torch.version.cuda,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(
-            ["git", *args], capture_output=True, text=True, check=True, cwd=config.project_dir()
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def _synchronize() -> None:

@@ -35,8 +35,17 @@ from tqdm.auto import tqdm
 from medsymmflow import __version__
 from medsymmflow.config import Profile, full_epochs, get_device, runs_dir
 from medsymmflow.data import MedMNISTData, load_dataset
-from medsymmflow.data.masks import PALETTE_INDEX, check_task
-from medsymmflow.data.medmnist import dataset_info
+from medsymmflow.data.masks import (
+    DECODINGS,
+    DEFAULT_BETA,
+    MODES,
+    PALETTE_INDEX,
+    PAPER_DECODING,
+    PAPER_PALETTE_INDEX,
+    check_task,
+)
+from medsymmflow.data.medmnist import SIZES, dataset_info
+from medsymmflow.flow.paths import SIGMA_MIN
 from medsymmflow.metrics import classification_metrics, distance_scores
 from medsymmflow.models.baselines import BASELINES, CNNClassifier
 from medsymmflow.models.symmflow import Classification, SymmetricFlow
@@ -46,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_FIELDS = ("dataset", "size", "image_size", "preset", "mask_mode", "palette_index")
 SELECT_METRICS = ("auc", "acc", "balanced_accuracy")
+MIXED_PRECISION = ("auto", "no", "bf16")
 LOG_EVERY = 50  # steps between reads of the loss (each read waits for the device)
 
 
@@ -68,8 +78,11 @@ class TrainConfig:
         preset: UNet preset of MedSymmFlow (``tiny``, ``paper-pixel``, ``paper-latent``), or a
             discriminative baseline trained by the same loop (``resnet18``, ``cnn-small``).
         mask_mode: ``rgb`` (paper) or ``gray``.
-        palette_index: ``round`` or ``truncate`` (the official code's) RGB palette entries;
-            checkpoints written before this field existed used ``round``, its default.
+        palette_index: ``truncate`` (the official code's) or ``round`` RGB palette entries;
+            checkpoints written before this field existed used ``round``.
+        decoding: how a predicted mask becomes class distances, for validation and evaluation:
+            ``pixel_distance`` (the official code's) or ``mean_colour``; checkpoints written
+            before this field existed used ``mean_colour``. It does not change the weights.
         image_weight: ``w`` in ``w * MSE_image + (1 - w) * MSE_mask``.
         sigma_min: end width of the path.
         beta: mask dequantization width (0-255 units).
@@ -96,10 +109,11 @@ class TrainConfig:
     image_size: int = 28
     preset: str = "tiny"
     mask_mode: str = "rgb"
-    palette_index: str = "round"
+    palette_index: str = PAPER_PALETTE_INDEX
+    decoding: str = PAPER_DECODING
     image_weight: float = 0.7
-    sigma_min: float = 1e-4
-    beta: float = 4.0
+    sigma_min: float = SIGMA_MIN
+    beta: float = DEFAULT_BETA
     steps: int = 600
     batch_size: int = 64
     lr: float = 1e-3
@@ -134,13 +148,40 @@ class TrainConfig:
             problems.append(f"select_metric must be one of {SELECT_METRICS}, got {self.select_metric!r}")
         if self.palette_index not in PALETTE_INDEX:
             problems.append(f"palette_index must be one of {PALETTE_INDEX}, got {self.palette_index!r}")
-        if self.mixed_precision not in ("auto", "no", "bf16"):
+        if self.decoding not in DECODINGS:
+            problems.append(f"decoding must be one of {DECODINGS}, got {self.decoding!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
             problems.append(f"mixed_precision must be 'auto', 'no' or 'bf16', got {self.mixed_precision!r}")
         if problems:
             raise ValueError("Invalid training configuration: " + "; ".join(problems))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# The allowed values of the TrainConfig fields that take a name (the CLI offers them as choices).
+FIELD_CHOICES = {
+    "size": SIZES,
+    "preset": tuple(PRESETS) + tuple(BASELINES),
+    "mask_mode": MODES,
+    "palette_index": PALETTE_INDEX,
+    "decoding": DECODINGS,
+    "select_metric": SELECT_METRICS,
+    "mixed_precision": MIXED_PRECISION,
+}
+
+
+def config_field_help() -> dict[str, str]:
+    """Each TrainConfig field's description, read from the class docstring's ``Attributes:`` section."""
+    docs, name = {}, None
+    section = TrainConfig.__doc__.split("Attributes:", 1)[1]
+    for line in section.splitlines():
+        head, _, rest = line.strip().partition(": ")
+        if line.startswith(" " * 8) and not line.startswith(" " * 12) and head.isidentifier():
+            name, docs[head] = head, rest
+        elif name and line.strip():
+            docs[name] += " " + line.strip()
+    return docs
 
 
 @dataclass
@@ -158,11 +199,12 @@ class TrainResult:
 def course_config(dataset: str, profile: Profile, epochs: int | None = None, **overrides) -> TrainConfig:
     """The course's standard run of a dataset in a profile (used by the notebooks and benchmarks).
 
+    Both use the paper's masks and decoding (truncated palette index, per-pixel distance).
     ``fast``: the ``tiny`` UNet at native 28 px, 300 steps of batch 64, lr 1e-3 (CPU minutes).
-    ``full``: the paper's ``paper-pixel`` UNet at 32 px with the official palette (truncated
-    index), AdamW 4e-4, batch 64, ``epochs`` epochs of the training split (default
-    :func:`medsymmflow.config.full_epochs`: 100, a tenth of the paper's 1000), warm-up 5 % of
-    the steps, validated every tenth of the run. ``epochs`` is ignored by ``fast``.
+    ``full``: the paper's ``paper-pixel`` UNet at 32 px, AdamW 4e-4, batch 64, ``epochs`` epochs
+    of the training split (default :func:`medsymmflow.config.full_epochs`: 100, a tenth of the
+    paper's 1000), warm-up 5 % of the steps, validated every tenth of the run. ``epochs`` is
+    ignored by ``fast``.
     """
     if profile.is_fast:
         settings = dict(preset="tiny", image_size=28, steps=300, batch_size=64, lr=1e-3, checkpoint_every=150)
@@ -174,7 +216,6 @@ def course_config(dataset: str, profile: Profile, epochs: int | None = None, **o
         settings = dict(
             preset="paper-pixel",
             image_size=32,
-            palette_index="truncate",
             steps=steps,
             batch_size=64,
             lr=4e-4,
@@ -230,6 +271,7 @@ def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> Sym
         config.sigma_min,
         config.beta,
         config.palette_index,
+        config.decoding,
     )
 
 
@@ -255,7 +297,7 @@ def _checkpoint_dir(path: Path) -> Path:
 
 
 # Fields added to TrainConfig after checkpoints were written, with the value those checkpoints used.
-LEGACY_DEFAULTS = {"palette_index": "round"}
+LEGACY_DEFAULTS = {"palette_index": "round", "decoding": "mean_colour"}
 
 
 def read_checkpoint_meta(path: str | os.PathLike) -> dict:
@@ -359,8 +401,9 @@ class Trainer:
         self.accelerator = Accelerator(mixed_precision=precision)
         device = self.accelerator.device
 
-        torch.manual_seed(config.seed)  # the initial weights
-        model = build_model(config, self.data.n_classes, self.data.n_channels)
+        with torch.random.fork_rng(devices=[]):  # the initial weights, without touching the caller's RNG
+            torch.manual_seed(config.seed)
+            model = build_model(config, self.data.n_classes, self.data.n_channels)
         optimizer = torch.optim.AdamW(model.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         model.net, self.optimizer = self.accelerator.prepare(model.net, optimizer)
         self.model = model.to(device)

@@ -46,6 +46,11 @@ def test_train_evaluate_sample(trained, tmp_path, capsys):
         and set(metrics["accuracy_at_coverage"]) == {"1.00", "0.90", "0.80", "0.50"}
     )
     assert 0 <= metrics["aurc"] <= 1 and 0 <= metrics["ece"] <= 1 and metrics["temperature_fitted_on_val"] > 0
+    assert metrics["provenance"]["data"] == {"flag": "breastmnist", "size": 28, "synthetic": True}
+    assert metrics["provenance"]["checkpoint_step"] == 2 and metrics["provenance"]["seed"] == 0
+    assert {"commit", "torch", "device", "medsymmflow"} <= set(metrics["provenance"]) and metrics[
+        "decoding"
+    ] == "pixel_distance"
     assert (tmp_path / "risk_coverage_val_1draw.csv").read_text().startswith("coverage,accuracy,risk\n")
     assert (tmp_path / "reliability_val_1draw.png").stat().st_size > 0
     assert (tmp_path / "confusion_val_1draw.png").stat().st_size > 0
@@ -159,3 +164,53 @@ def test_two_process_training_with_accelerate(tmp_path):
         "rng_1.pt",
         "training_state.pt",
     ]
+
+
+def test_train_has_a_flag_for_every_config_field_and_a_recipe(capsys):
+    import dataclasses
+
+    from medsymmflow.train import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for field in dataclasses.fields(TrainConfig):
+        assert "--" + field.name.replace("_", "-") in text, field.name
+    assert "--recipe {fast,full}" in text and "(default 'truncate')" in text
+
+
+def test_recipe_flags_override_the_course_recipe(tmp_path):
+    from medsymmflow.cli import _train_config, build_parser
+
+    args = build_parser().parse_args(
+        ["train", "--recipe", "full", "--dataset", "retinamnist", "--lr", "1e-4", "--out", "x"]
+    )
+    config = _train_config(args)
+    assert (config.preset, config.image_size, config.steps, config.lr) == ("paper-pixel", 32, 1700, 1e-4)
+    args = build_parser().parse_args(["train", "--no-balanced", "--decoding", "mean_colour", "--out", "x"])
+    config = _train_config(args)
+    assert (config.balanced, config.decoding, config.preset) == (False, "mean_colour", "tiny")
+
+
+def test_demo_writes_its_report_from_the_library(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "demo",
+                "--dataset",
+                "breastmnist",
+                "--steps",
+                "2",
+                "--out",
+                str(tmp_path),
+                "--data-root",
+                str(tmp_path / "none"),
+            ]
+        )
+        == 0
+    )
+    report = (tmp_path / "report.md").read_text()
+    assert "SYNTHETIC TWIN" in report and "2 steps" in report and "decoding `pixel_distance`" in report
+    assert report.count("- test, one Euler step,") == 2 and (tmp_path / "samples.png").stat().st_size > 0
+    assert json.loads((tmp_path / "metrics_test_8draws.json").read_text())["n_samples"] == 8
+    assert "wrote" in capsys.readouterr().out

@@ -15,8 +15,8 @@ def test_class_colours_spread_over_the_palette():
     colours = masks.class_colours(2)
     # entries 0 and 63: black and (225, 225, 225)
     assert torch.allclose(colours, torch.tensor([[-1.0, -1.0, -1.0], [225 / 127.5 - 1] * 3]))
-    five = masks.class_colours(5)
-    expected_index = [0, 16, 32, 47, 63]  # round(linspace(0, 63, 5))
+    five = masks.class_colours(5, palette_index="round")
+    expected_index = [0, 16, 32, 47, 63]  # round(linspace(0, 63, 5)), the course's first palette
     assert torch.allclose(five, torch.tensor(masks.rgb_palette()[expected_index] / 127.5 - 1, dtype=torch.float32))
     gray = masks.class_colours(3, "gray")
     assert torch.allclose(gray, torch.tensor([[-1.0], [0.0], [1.0]]))
@@ -46,12 +46,13 @@ def test_dequantization_width():
     assert noise.max() - noise.min() > 0.99 * 8 / 255  # width beta / 127.5
 
 
-def test_distances_are_l2_of_the_pixel_mean():
-    colours = masks.class_colours(2, "gray")
+def test_pixel_distance_and_mean_colour_distance_on_a_4x4_mask():
+    colours = masks.class_colours(2, "gray")  # -1 and +1
     m = torch.full((1, 1, 4, 4), 0.5)
     m[0, 0, 0, 0] = -1.5  # mean = (15 * 0.5 - 1.5) / 16 = 0.375
-    d = masks.mask_distances(m, colours)
-    assert torch.allclose(d, torch.tensor([[1.375, 0.625]]))
+    assert torch.allclose(masks.mask_distances(m, colours, "mean_colour"), torch.tensor([[1.375, 0.625]]))
+    # per pixel: to -1, (15 * 1.5 + 0.5) / 16 = 1.4375; to +1, (15 * 0.5 + 2.5) / 16 = 0.625
+    assert torch.allclose(masks.mask_distances(m, colours), torch.tensor([[1.4375, 0.625]]))
 
 
 def test_labels_out_of_range_are_refused():
@@ -83,14 +84,14 @@ def test_multilabel_task_is_declared_unsupported():
 
 def test_truncated_palette_index_is_the_official_codes():
     # official: linspace(0, 63, K).long(); K = 5 -> 0, 15, 31, 47, 63 (rounding gives 0, 16, 32, 47, 63)
-    five = masks.class_colours(5, palette_index="truncate")
+    five = masks.class_colours(5)  # the default is the official palette
     assert torch.allclose(five, torch.tensor(masks.rgb_palette()[[0, 15, 31, 47, 63]] / 127.5 - 1, dtype=torch.float32))
     # entry 15 = (0, 225, 225) in 0-255 units (R slowest): index 15 = 0*16 + 3*4 + 3
     assert torch.allclose((five[1] + 1) * 127.5, torch.tensor([0.0, 225.0, 225.0]))
     for k in (2, 3, 4, 6, 8, 10):  # where linspace(0, 63, K) has no fraction >= 0.5 both agree
         positions = np.linspace(0, 63, k)
         same = np.array_equal(np.round(positions), np.floor(positions))
-        assert torch.equal(masks.class_colours(k, palette_index="truncate"), masks.class_colours(k)) == same
+        assert torch.equal(masks.class_colours(k), masks.class_colours(k, palette_index="round")) == same
     with pytest.raises(ValueError, match="Unknown palette_index 'floor'"):
         masks.class_colours(5, palette_index="floor")
 
@@ -101,14 +102,14 @@ def test_pixel_distance_and_mean_colour_decodings_on_a_hand_computed_mask():
     # so use pixels 1, 1, 1, -1: mean 0.5 -> (1.5, 0.5); pixel mean of |p+1| = (2+2+2+0)/4 = 1.5, of |p-1| = (0+0+0+2)/4 = 0.5
     colours = torch.tensor([[-1.0], [1.0]])
     mask = torch.tensor([1.0, 1.0, 1.0, -1.0]).reshape(1, 1, 2, 2)
+    assert torch.allclose(masks.mask_distances(mask, colours, "mean_colour"), torch.tensor([[1.5, 0.5]]))
     assert torch.allclose(masks.mask_distances(mask, colours), torch.tensor([[1.5, 0.5]]))
-    assert torch.allclose(masks.mask_distances(mask, colours, "pixel_distance"), torch.tensor([[1.5, 0.5]]))
     # three channels: pixels (1,0,0) and (-1,0,0) over colour (0,0,0): mean colour sits on it (distance 0),
     # each pixel is 1 away (pixel distance 1): the mean colour drops the spatial spread.
     rgb = torch.tensor([[[[1.0, -1.0]], [[0.0, 0.0]], [[0.0, 0.0]]]])  # (1, 3, 1, 2)
     centre = torch.zeros(1, 3)
-    assert masks.mask_distances(rgb, centre).item() == pytest.approx(0.0)
-    assert masks.mask_distances(rgb, centre, "pixel_distance").item() == pytest.approx(1.0)
+    assert masks.mask_distances(rgb, centre, "mean_colour").item() == pytest.approx(0.0)
+    assert masks.mask_distances(rgb, centre).item() == pytest.approx(1.0)  # the default is the official decoding
     with pytest.raises(ValueError, match="Unknown decoding 'mode'"):
         masks.mask_distances(rgb, centre, "mode")
 
@@ -116,5 +117,5 @@ def test_pixel_distance_and_mean_colour_decodings_on_a_hand_computed_mask():
 def test_mean_colour_distance_never_exceeds_pixel_distance():
     generator = torch.Generator().manual_seed(0)
     m = torch.randn(16, 3, 5, 5, generator=generator)
-    colours = masks.class_colours(7, palette_index="truncate")
-    assert (masks.mask_distances(m, colours) <= masks.mask_distances(m, colours, "pixel_distance") + 1e-6).all()
+    colours = masks.class_colours(7)
+    assert (masks.mask_distances(m, colours, "mean_colour") <= masks.mask_distances(m, colours) + 1e-6).all()

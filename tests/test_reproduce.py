@@ -75,3 +75,14 @@ def test_a_run_that_cannot_fit_stops_before_training_and_writes_nothing(tmp_path
     assert code == 3
     assert "stopped before training" in capsys.readouterr().err
     assert not (tmp_path / "r" / "results.json").exists() and not (tmp_path / "r" / "models").exists()
+
+
+def test_each_recipe_pairs_medsymmflow_with_its_same_run_baseline():
+    from medsymmflow.reproduce import Settings, model_configs
+
+    fast = model_configs("retinamnist", Settings(recipe="fast"), seed=2, epochs=100)
+    assert [c.preset for c in fast.values()] == ["tiny", "cnn-small"]
+    assert all(c.steps == 300 and c.seed == 2 and c.palette_index == "truncate" for c in fast.values())
+    full = model_configs("retinamnist", Settings(recipe="full"), seed=0, epochs=27)
+    assert [c.preset for c in full.values()] == ["paper-pixel", "resnet18"]
+    assert all(c.steps == 27 * 17 and c.decoding == "pixel_distance" for c in full.values())  # 1,080 images: 17 batches

@@ -177,12 +177,14 @@ def test_train_or_load_resumes_a_run_killed_after_its_first_validation(tmp_path,
     assert [h["step"] for h in train_module.read_checkpoint_meta(folder / "last")["history"]] == [3, 6]
 
 
-def test_a_checkpoint_written_before_palette_index_existed_loads_with_the_rounded_palette(tmp_path, data):
-    Trainer(_config(steps=3), tmp_path, data=data, progress=False).train()
+def test_a_checkpoint_written_before_the_paper_options_existed_loads_as_it_was_trained(tmp_path, data):
+    legacy = _config(steps=3, palette_index="round", decoding="mean_colour")  # what every checkpoint before used
+    Trainer(legacy, tmp_path, data=data, progress=False).train()
     meta_path = tmp_path / "best" / "config.json"
     meta = json.loads(meta_path.read_text())
-    del meta["config"]["palette_index"]  # as written by medsymmflow before this field
+    del meta["config"]["palette_index"], meta["config"]["decoding"]  # as written by medsymmflow before these fields
     meta_path.write_text(json.dumps(meta))
     model, loaded = load_checkpoint(tmp_path / "best")
-    assert loaded["config"]["palette_index"] == "round"
-    assert torch.allclose(model.colours, train_module.build_model(_config(), 5, 3).colours)
+    assert loaded["config"]["palette_index"] == "round" and model.decoding == "mean_colour"
+    assert torch.allclose(model.colours, train_module.build_model(legacy, 5, 3).colours)
+    assert not torch.allclose(model.colours, train_module.build_model(_config(), 5, 3).colours)  # K = 5: they differ

@@ -6,10 +6,9 @@ filled with a class colour:
 * **RGB** (the paper's): the 64 colours whose channels take values in
   ``{0, 75, 150, 225}``; class ``i`` takes palette entry ``linspace(0, 63, K)[i]`` so the
   K colours are spread apart. The official code **truncates** the index
-  (``palette_index="truncate"``: K = 5 -> entries 0, 15, 31, 47, 63); this course first
-  rounded it (``"round"``: 0, 16, 32, 47, 63), still the default of the ``fast`` recipe and of
-  every checkpoint that does not name its palette. Values are scaled to [-1, 1] by
-  ``v / 127.5 - 1``.
+  (``palette_index="truncate"``, the default: K = 5 -> entries 0, 15, 31, 47, 63); this
+  course first rounded it (``"round"``: 0, 16, 32, 47, 63), the palette of every checkpoint
+  that does not name its own. Values are scaled to [-1, 1] by ``v / 127.5 - 1``.
 * **gray**: one channel with K evenly spaced levels ``linspace(0, 255, K)``, scaled alike.
 
 Training dequantizes a mask with uniform noise of width ``beta / 127.5`` (``beta = 4``
@@ -18,8 +17,8 @@ in 0-255 units), centred on the colour: ``m + U(-beta / 255, beta / 255)``.
 Decoding turns a (predicted) mask into one distance per class; the label is
 ``argmin_k d_k`` and the same distances feed the uncertainty chapter. Two decodings:
 
-* ``"pixel_distance"`` (the official code's): the mean over pixels of the per-pixel L2
-  distance, ``d_k = mean_{h,w} ||m[:, h, w] - c_k||_2``;
+* ``"pixel_distance"`` (the official code's, the default): the mean over pixels of the
+  per-pixel L2 distance, ``d_k = mean_{h,w} ||m[:, h, w] - c_k||_2``;
 * ``"mean_colour"``: the L2 distance of the pixel-mean colour,
   ``d_k = ||mean_{h,w} m[:, h, w] - c_k||_2`` - never larger than the pixel distance
   (the triangle inequality), as it drops the mask's spatial spread.
@@ -34,8 +33,10 @@ import torch
 
 LEVELS = (0, 75, 150, 225)
 MODES = ("rgb", "gray")
-PALETTE_INDEX = ("round", "truncate")
-DECODINGS = ("mean_colour", "pixel_distance")
+PALETTE_INDEX = ("truncate", "round")
+DECODINGS = ("pixel_distance", "mean_colour")
+PAPER_PALETTE_INDEX = "truncate"  # the official code's linspace(0, 63, K).long()
+PAPER_DECODING = "pixel_distance"  # the official code's mean over pixels of the per-pixel distance
 MAX_CLASSES = {"rgb": len(LEVELS) ** 3, "gray": 256}
 DEFAULT_BETA = 4.0
 
@@ -62,7 +63,7 @@ def mask_channels(mode: str) -> int:
     return 3 if mode == "rgb" else 1
 
 
-def class_colours(n_classes: int, mode: str = "rgb", palette_index: str = "round") -> torch.Tensor:
+def class_colours(n_classes: int, mode: str = "rgb", palette_index: str = PAPER_PALETTE_INDEX) -> torch.Tensor:
     """The K class colours in [-1, 1], shape (K, C).
 
     RGB: ``palette[index(linspace(0, 63, K))] / 127.5 - 1`` where ``index`` rounds
@@ -92,7 +93,7 @@ def labels_to_masks(
     mode: str = "rgb",
     beta: float = 0.0,
     generator: torch.Generator | None = None,
-    palette_index: str = "round",
+    palette_index: str = PAPER_PALETTE_INDEX,
 ) -> torch.Tensor:
     """Constant class-colour masks, optionally dequantized.
 
@@ -135,7 +136,7 @@ def labels_to_masks(
     return masks
 
 
-def mask_distances(masks: torch.Tensor, colours: torch.Tensor, decoding: str = "mean_colour") -> torch.Tensor:
+def mask_distances(masks: torch.Tensor, colours: torch.Tensor, decoding: str = PAPER_DECODING) -> torch.Tensor:
     """Distance of each mask to each class colour, shape (N, K).
 
     ``"mean_colour"``: ``d[n, k] = || mean_{h,w} masks[n, :, h, w] - colours[k] ||_2``;
@@ -155,6 +156,6 @@ def mask_distances(masks: torch.Tensor, colours: torch.Tensor, decoding: str = "
     return torch.cdist(mean_colour, colours, compute_mode="donot_use_mm_for_euclid_dist")
 
 
-def masks_to_labels(masks: torch.Tensor, colours: torch.Tensor) -> torch.Tensor:
+def masks_to_labels(masks: torch.Tensor, colours: torch.Tensor, decoding: str = PAPER_DECODING) -> torch.Tensor:
     """Nearest class colour of each mask: ``argmin_k d[n, k]``, shape (N,)."""
-    return mask_distances(masks, colours).argmin(dim=1)
+    return mask_distances(masks, colours, decoding).argmin(dim=1)

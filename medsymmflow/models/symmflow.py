@@ -23,7 +23,16 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from medsymmflow.data.masks import DECODINGS, class_colours, labels_to_masks, mask_channels, mask_distances
+from medsymmflow.data.masks import (
+    DECODINGS,
+    DEFAULT_BETA,
+    PAPER_DECODING,
+    PAPER_PALETTE_INDEX,
+    class_colours,
+    labels_to_masks,
+    mask_channels,
+    mask_distances,
+)
 from medsymmflow.flow.paths import SIGMA_MIN, ot_path, sample_time
 from medsymmflow.flow.solvers import integrate
 
@@ -77,9 +86,9 @@ class SymmetricFlow(nn.Module):
         image_weight: ``w`` of the loss (0.7 in the paper).
         sigma_min: end width of the linear path.
         beta: mask dequantization width in 0-255 units (4 in the paper).
-        palette_index: ``"round"`` or ``"truncate"`` (the official code's) palette entries.
+        palette_index: ``"truncate"`` (the official code's) or ``"round"`` palette entries.
         decoding: how :meth:`classify` turns a predicted mask into class distances,
-            ``"mean_colour"`` or ``"pixel_distance"`` (the official code's); an attribute,
+            ``"pixel_distance"`` (the official code's) or ``"mean_colour"``; an attribute,
             so one set of weights can be evaluated with either.
     """
 
@@ -91,9 +100,9 @@ class SymmetricFlow(nn.Module):
         mask_mode: str = "rgb",
         image_weight: float = 0.7,
         sigma_min: float = SIGMA_MIN,
-        beta: float = 4.0,
-        palette_index: str = "round",
-        decoding: str = "mean_colour",
+        beta: float = DEFAULT_BETA,
+        palette_index: str = PAPER_PALETTE_INDEX,
+        decoding: str = PAPER_DECODING,
     ):
         super().__init__()
         if not 0.0 <= image_weight <= 1.0:
