@@ -16,9 +16,10 @@ import pandas as pd
 
 from medsymmflow.config import profile as choose_profile
 from medsymmflow.config import seed_everything
+from medsymmflow.course import train_or_load
 from medsymmflow.data import load_dataset
+from medsymmflow.recipes import course_config
 from medsymmflow.report import selective_comparison
-from medsymmflow.train import course_config, train_or_load
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ import torch
 
 from medsymmflow.config import get_device, seed_everything
 from medsymmflow.models.baselines import small_resnet18
-from medsymmflow.train import TrainConfig, build_model
+from medsymmflow.recipes import TrainConfig, build_model
 
 
 def timed(fn, repeats: int, device: torch.device) -> float:

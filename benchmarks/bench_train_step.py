@@ -18,7 +18,8 @@ import time
 import torch
 
 from medsymmflow.data import load_dataset
-from medsymmflow.train import TrainConfig, Trainer, build_model
+from medsymmflow.recipes import TrainConfig, build_model
+from medsymmflow.train import Trainer
 
 
 def _sync():

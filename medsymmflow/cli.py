@@ -45,7 +45,7 @@ def _course(args: argparse.Namespace) -> int:
 
 def _train_config(args: argparse.Namespace):
     """The flags given, on top of ``--recipe``'s configuration when one is named."""
-    from medsymmflow.train import TrainConfig, course_config
+    from medsymmflow.recipes import TrainConfig, course_config
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
@@ -76,8 +76,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from medsymmflow.checkpoints import load_checkpoint
     from medsymmflow.report import data_for_checkpoint, evaluate_to_files, summary_line
-    from medsymmflow.train import load_checkpoint
 
     model, meta = load_checkpoint(args.checkpoint, device=config.get_device())
     data = data_for_checkpoint(meta, args.data_root)
@@ -91,8 +91,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    from medsymmflow.checkpoints import load_checkpoint
     from medsymmflow.report import sample_grid
-    from medsymmflow.train import load_checkpoint
 
     model, meta = load_checkpoint(args.checkpoint, device=config.get_device())
     classes = [args.class_index] if args.class_index is not None else list(range(meta["n_classes"]))
@@ -102,7 +102,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from medsymmflow.report import run_demo
+    from medsymmflow.demo import run_demo
 
     run_demo(args.dataset, args.steps, args.seed, Path(args.out), args.resume, args.data_root, say=_say)
     return 0
@@ -113,12 +113,13 @@ def _say(line: str) -> None:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from medsymmflow.reproduce import BudgetError, Settings, reproduce
+    from medsymmflow.budget import BudgetError
+    from medsymmflow.reproduce import Settings, reproduce
 
     settings = Settings(
         datasets=tuple(args.datasets),
         seeds=tuple(args.seeds),
-        epochs=args.epochs,
+        epochs=args.epochs or config.full_epochs(),
         draws=args.draws,
         recipe=args.recipe,
         smoke=args.smoke,
@@ -142,7 +143,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field, with its type, choices, description and default."""
     import typing
 
-    from medsymmflow.train import FIELD_CHOICES, TrainConfig, config_field_help
+    from medsymmflow.recipes import FIELD_CHOICES, TrainConfig, config_field_help
 
     types = typing.get_type_hints(TrainConfig)
     descriptions = config_field_help()
@@ -159,8 +160,8 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from medsymmflow import __version__
+    from medsymmflow.demo import DEMO_STEPS
     from medsymmflow.flow.solvers import SOLVERS
-    from medsymmflow.report import DEMO_STEPS
 
     parser = argparse.ArgumentParser(
         prog="medsymmflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -176,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--recipe",
         choices=config.PROFILES,
-        help="start from the course's recipe (fast: CPU minutes; full: the paper's model, 100 epochs); flags override it",
+        help=f"start from the course's recipe (fast: CPU minutes; full: the paper's model, {config.FULL_EPOCHS} epochs); "
+        "flags override it",
     )
     _add_config_flags(train)
     train.add_argument("--out", required=True, help="output folder (checkpoints last/ and best/)")
@@ -223,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     course.add_argument("--profile", choices=config.PROFILES, help="override MEDSYMMFLOW_PROFILE")
     course.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
     course.set_defaults(run=_course)
-    from medsymmflow.reproduce import DEFAULT_DATASETS
+    from medsymmflow.reproduce import DEFAULT_DATASETS, Settings
 
     reproduce = commands.add_parser(
         "reproduce", help="train the full recipe and a same-run ResNet-18, compare with the paper (GPU)"
@@ -235,11 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument(
         "--epochs",
         type=int,
-        default=config.full_epochs(),
-        help="training epochs (default %(default)s; the paper: 1000)",
+        help=f"training epochs (default: {config.EPOCHS_ENV} or {config.FULL_EPOCHS}; the paper: {config.PAPER_EPOCHS})",
     )
     reproduce.add_argument(
-        "--draws", type=int, default=8, help="mask-noise draws of the second evaluation (the paper: 1)"
+        "--draws", type=int, default=Settings.draws, help="mask-noise draws of the second evaluation (the paper: 1)"
     )
     reproduce.add_argument(
         "--time-budget",
@@ -274,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from medsymmflow.data import DataError
-    from medsymmflow.train import ConfigMismatchError
+    from medsymmflow.recipes import ConfigMismatchError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -29,6 +29,7 @@ PROFILE_ENV = "MEDSYMMFLOW_PROFILE"
 PROFILES = ("fast", "full")
 EPOCHS_ENV = "MEDSYMMFLOW_EPOCHS"
 FULL_EPOCHS = 100
+PAPER_EPOCHS = 1000  # what the authors trained; the full recipe does a tenth of it
 
 T = TypeVar("T")
 

@@ -1,7 +1,12 @@
-"""Execute the course's notebooks headless, timing each, and write rendered copies.
+"""The course's runs: models trained once and shared by the chapters, and the notebook runner.
 
-Used by ``make course`` (``medsymmflow course``): a teacher's one command to check
-that the whole course runs on their machine in the chosen profile.
+:func:`train_or_load` gives a chapter the model of a configuration, training it the first
+time (or resuming an interrupted run) and loading it afterwards; every cached run is keyed
+by its full configuration and its kind of data (:func:`run_dir`).
+
+:func:`run_notebook` executes a chapter headless, timed, with executed and HTML copies: what
+``make course`` (``medsymmflow course``) runs, a teacher's one command to check that the
+whole course runs on their machine in the chosen profile.
 """
 
 from __future__ import annotations
@@ -12,7 +17,46 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from medsymmflow.checkpoints import load_checkpoint, read_checkpoint_meta, settings_key
+from medsymmflow.config import get_device, runs_dir
+from medsymmflow.data import MedMNISTData, load_dataset
+from medsymmflow.models.baselines import CNNClassifier
+from medsymmflow.models.symmflow import SymmetricFlow
+from medsymmflow.recipes import TrainConfig
+from medsymmflow.train import Trainer
+
 logger = logging.getLogger(__name__)
+
+
+def run_dir(config: TrainConfig, synthetic: bool = False, root: Path | None = None) -> Path:
+    """A readable, unique folder for a configuration (and kind of data):
+    ``<root>/<dataset>[-synthetic]_<preset>_<size>px_<steps>steps_seed<seed>_<hash>``, root ``runs/models`` by default."""
+    digest = settings_key(config.to_dict())
+    data = f"{config.dataset}-synthetic" if synthetic else config.dataset
+    return (
+        root or runs_dir() / "models"
+    ) / f"{data}_{config.preset}_{config.image_size}px_{config.steps}steps_seed{config.seed}_{digest}"
+
+
+def train_or_load(
+    config: TrainConfig, data: MedMNISTData | None = None, progress: bool = True, root: Path | None = None
+) -> tuple[SymmetricFlow | CNNClassifier, dict]:
+    """Load the best checkpoint of exactly this configuration and data if one exists, else train it
+    (resuming an interrupted run). ``root``: the folder of cached runs (see :func:`run_dir`).
+
+    Returns:
+        ``(model on the default device in eval mode, checkpoint metadata)``; the metadata's
+        ``history`` holds the validation record of the training run.
+    """
+    data = data or load_dataset(config.dataset, config.size, allow_synthetic=config.allow_synthetic, seed=config.seed)
+    folder = run_dir(config, data.synthetic, root)
+    try:
+        finished = read_checkpoint_meta(folder / "last")["step"] >= config.steps
+    except FileNotFoundError:  # never started
+        finished = None
+    if not finished:  # a run killed after its first validation has a best/ but must still resume to config.steps
+        Trainer(config, folder, data=data, resume=finished is not None, progress=progress).train()
+    return load_checkpoint(folder / "best", expected=config, device=get_device())
 
 
 @dataclass

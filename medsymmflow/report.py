@@ -11,12 +11,11 @@ import matplotlib.pyplot as plt
 import torch
 
 from medsymmflow import viz
-from medsymmflow.config import get_device
 from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin
+from medsymmflow.evaluate import evaluate_split
 from medsymmflow.metrics import distance_scores
 from medsymmflow.models.symmflow import SymmetricFlow
 from medsymmflow.provenance import data_identity, provenance
-from medsymmflow.train import TrainConfig, Trainer, evaluate_split, load_checkpoint
 from medsymmflow.uncertainty import (
     accuracy_at_coverage,
     accuracy_coverage,
@@ -29,9 +28,6 @@ from medsymmflow.uncertainty import (
 )
 
 logger = logging.getLogger(__name__)
-
-DEMO_STEPS = 600  # the demo's training steps (tiny UNet, 28 px): minutes on a laptop CPU
-DEMO_DRAWS = 8  # the demo's second evaluation averages the class distances over this many noise draws
 
 
 def data_for_checkpoint(meta: dict, root=None) -> MedMNISTData:
@@ -99,12 +95,8 @@ def evaluate_to_files(
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     scored = classify_and_calibrate(model, data, meta["config"]["image_size"], split, n_samples, steps, solver, seed)
-    metrics, correct, temperature, confidence = (
-        scored["metrics"],
-        scored["correct"],
-        scored["temperature"],
-        scored["confidence"],
-    )
+    metrics, correct, temperature = scored["metrics"], scored["correct"], scored["temperature"]
+    confidence = scored["confidence"]
     proxy = predicted_class_distance(scored["result"].distances).numpy()
     coverage, accuracy = accuracy_coverage(correct, proxy)
     tag = f"{split}_{n_samples}draw{'s' if n_samples > 1 else ''}"
@@ -132,6 +124,12 @@ def evaluate_to_files(
         "provenance": {**provenance(), "seed": seed, "data": data_identity(data), "checkpoint_step": meta["step"]},
     }
     (out_dir / f"metrics_{tag}.json").write_text(json.dumps(result, indent=2))
+    _write_figures(out_dir, tag, title, data, metrics, coverage, accuracy, confidence, correct, temperature)
+    return result
+
+
+def _write_figures(out_dir, tag, title, data, metrics, coverage, accuracy, confidence, correct, temperature) -> None:
+    """The risk-coverage CSV and the confusion, accuracy-coverage and reliability figures of an evaluation."""
     every = max(len(coverage) // 20, 1)
     rows = ["coverage,accuracy,risk"] + [
         f"{c:.4f},{a:.4f},{1 - a:.4f}"
@@ -144,15 +142,12 @@ def evaluate_to_files(
     viz.accuracy_coverage_figure({"distance to predicted class colour": (coverage, accuracy)}, title).savefig(
         out_dir / f"accuracy_coverage_{tag}.png", dpi=120
     )
-    viz.reliability_figure(
-        {
-            "T = 1": (confidence[1.0], correct),
-            f"T = {temperature:.3g} (fitted on val)": (confidence[temperature], correct),
-        },
-        title,
-    ).savefig(out_dir / f"reliability_{tag}.png", dpi=120)
+    reliability = {
+        "T = 1": (confidence[1.0], correct),
+        f"T = {temperature:.3g} (fitted on val)": (confidence[temperature], correct),
+    }
+    viz.reliability_figure(reliability, title).savefig(out_dir / f"reliability_{tag}.png", dpi=120)
     plt.close("all")
-    return result
 
 
 def sample_grid(
@@ -250,54 +245,3 @@ def summary_line(m: dict) -> str:
         f"accuracy at 80% coverage {m['accuracy_at_coverage']['0.80']:.3f} ({m['n_images']} images, "
         f"{m['images_per_second']:.0f} images/s)"
     )
-
-
-def run_demo(
-    dataset: str, steps: int, seed: int, out: Path, resume: bool = False, data_root=None, say=logger.info
-) -> Path:
-    """The demo: train the tiny model, pick the checkpoint on validation, classify the test split with
-    one and with ``DEMO_DRAWS`` noise draws, generate every class, and write ``out/report.md``.
-
-    ``say`` receives one line per stage (the CLI prints them). Returns the report's path.
-    """
-    start = time.perf_counter()
-    train_config = TrainConfig(dataset=dataset, steps=steps, seed=seed, allow_synthetic=True)
-    data = load_dataset(train_config.dataset, train_config.size, root=data_root, allow_synthetic=True, seed=seed)
-    banner = (
-        "SYNTHETIC TWIN — the real data could not be loaded; numbers below are NOT about real images"
-        if data.synthetic
-        else "real data, md5 verified"
-    )
-    say(f"MedSymmFlow demo: {data.title} ({banner})")
-    result = Trainer(train_config, out / "checkpoints", data=data, resume=resume).train()
-    model, meta = load_checkpoint(result.best_dir, device=get_device())
-    say(
-        f"trained {result.step} steps in {time.perf_counter() - start:.0f} s; best validation checkpoint: step {result.best_step}"
-    )
-    lines = []
-    for draws in (1, DEMO_DRAWS):
-        metrics = evaluate_to_files(model, meta, data, "test", out, n_samples=draws, seed=seed)
-        lines.append(f"- test, one Euler step, {draws} noise draw(s): " + summary_line(metrics))
-        say(lines[-1])
-    title = f"generated {data.title}, 25 Euler steps"
-    sample_grid(model, meta, list(range(data.n_classes)), 8, out / "samples.png", seed=seed, title=title)
-    seconds = time.perf_counter() - start
-    report = [
-        f"# MedSymmFlow demo: {data.title}",
-        "",
-        f"Data: {banner}.",
-        f"Model: `{train_config.preset}` UNet, {train_config.image_size} px, {result.step} steps, "
-        f"batch {train_config.batch_size}, seed {seed}, decoding `{train_config.decoding}`; "
-        f"checkpoint chosen on the validation split (step {result.best_step}).",
-        "",
-        "Test split (classification: one Euler step from t = 1 to 0, per-class distances averaged over the draws):",
-        "",
-        *lines,
-        "",
-        "Files: `metrics_test_*.json`, `confusion_test_*.png`, `accuracy_coverage_test_*.png`, `samples.png`, "
-        f"`checkpoints/`. Total time {seconds:.0f} s.",
-    ]
-    path = out / "report.md"
-    path.write_text("\n".join(report) + "\n")
-    say(f"wrote {path} and figures in {seconds:.0f} s")
-    return path

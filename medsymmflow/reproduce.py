@@ -2,15 +2,16 @@
 
 For each dataset and seed:
 
-1. train the course's ``full`` recipe (:func:`medsymmflow.train.course_config`: the paper's
+1. train the course's ``full`` recipe (:func:`medsymmflow.recipes.course_config`: the paper's
    ``paper-pixel`` UNet at 32 px, official palette, AdamW 4e-4, batch 64, cosine with
    warm-up, EMA, bf16 on CUDA) for ``epochs`` epochs, keeping the checkpoint with the best
    validation AUC (the test split is never looked at while training);
 2. classify the test split with one Euler step and **one** mask-noise draw (the paper's
    protocol) and with ``draws`` draws, each with the official decoding (mean over pixels
    of the per-pixel colour distance) and with the mean-colour variant;
-3. train torchvision's ResNet-18 (28/32 px variant) with the same trainer, data, sampling
-   and number of steps, and evaluate it alike (MC dropout for the draws);
+3. train a discriminative baseline (the ``full`` recipe: torchvision's ResNet-18, 28/32 px
+   variant; ``fast``: the small CNN) with the same trainer, data, sampling and number of
+   steps, and evaluate it alike (MC dropout for the draws);
 4. put both beside the paper (RGB-28), MedMNIST v2's ResNet-18 and the majority-class rule.
 
 Writes ``results.json`` (every number, the validation history, provenance: commit,
@@ -26,27 +27,22 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from medsymmflow import config
+from medsymmflow.budget import PROBE_STEPS, Plan, plan_epochs, probe_seconds_per_step
+from medsymmflow.checkpoints import read_checkpoint_meta
+from medsymmflow.course import run_dir, train_or_load
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.data.masks import DECODINGS
+from medsymmflow.evaluate import evaluate_split
 from medsymmflow.provenance import provenance
-from medsymmflow.train import (
-    TrainConfig,
-    Trainer,
-    course_config,
-    evaluate_split,
-    read_checkpoint_meta,
-    run_dir,
-    train_or_load,
-)
+from medsymmflow.recipes import TrainConfig, course_config
+from medsymmflow.reproduce_report import markdown, summarize
 from medsymmflow.uncertainty import accuracy_at_coverage, aurc, predicted_class_distance
 
 logger = logging.getLogger(__name__)
@@ -55,14 +51,11 @@ DEFAULT_DATASETS = ("pneumoniamnist", "retinamnist")
 # The same-run discriminative baseline of each recipe (the notebooks use the same pairs).
 BASELINES = {"full": "resnet18", "fast": "cnn-small"}
 BASELINE_NAMES = {"resnet18": "ResNet-18 (same trainer)", "cnn-small": "small CNN (same trainer)"}
-PROBE_STEPS = 100
 SMOKE_PROBE_STEPS = 5
 SMOKE_TEST_IMAGES = 96  # --smoke classifies only the first images of the test split
 SMOKE_DRAWS = 2
-# Validation, checkpoints and evaluation on top of the training steps (a guess, checked by the report's wall times).
-OVERHEAD = 1.15
 
-# Test-split reference numbers (DESIGN.md): the paper's RGB-28 MedSymmFlow (the authors' result
+# Test-split reference numbers: the paper's RGB-28 MedSymmFlow (the authors' result
 # arrays, mean of 5 runs; ACC at 80 % coverage where published) and MedMNIST v2's ResNet-18 (28).
 REFERENCES = {
     "pneumoniamnist": {
@@ -77,30 +70,13 @@ REFERENCES = {
 }
 
 
-class BudgetError(RuntimeError):
-    """The requested run would not finish within the time budget."""
-
-
-@dataclass
-class Plan:
-    """How long the run will take, from the probe."""
-
-    epochs: int
-    requested_epochs: int
-    seconds_per_step: dict[str, float]
-    steps: dict[str, int]
-    estimated_seconds: float
-    budget_seconds: float | None
-    message: str = ""
-
-
 @dataclass
 class Settings:
     """What to reproduce and how."""
 
     datasets: tuple[str, ...] = DEFAULT_DATASETS
     seeds: tuple[int, ...] = (0,)
-    epochs: int = config.FULL_EPOCHS
+    epochs: int = field(default_factory=config.full_epochs)
     draws: int = 8
     recipe: str = "full"
     smoke: bool = False
@@ -127,60 +103,6 @@ def model_configs(dataset: str, settings: Settings, seed: int, epochs: int) -> d
         flow = course_config(dataset, recipe, epochs=epochs, seed=seed, **settings.overrides)
     baseline = TrainConfig(**{**flow.to_dict(), "preset": BASELINES[settings.recipe]})
     return {"MedSymmFlow": flow, BASELINE_NAMES[baseline.preset]: baseline}
-
-
-def probe_seconds_per_step(
-    train_config: TrainConfig, data: MedMNISTData, steps: int = PROBE_STEPS, warmup: int = 3
-) -> float:
-    """Wall seconds per training step, timed over ``steps`` steps after ``warmup`` untimed ones."""
-    probe = TrainConfig(
-        **{**train_config.to_dict(), "steps": warmup + steps, "checkpoint_every": 10 * (warmup + steps)}
-    )
-    with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(probe, folder, data=data, progress=False)
-        trainer.train(until_step=warmup)
-        _synchronize()
-        start = time.perf_counter()
-        trainer.train(until_step=warmup + steps)
-        _synchronize()
-        return (time.perf_counter() - start) / steps
-
-
-def plan_epochs(
-    seconds_per_step: dict[str, float],
-    steps: dict[str, int],
-    n_seeds: int,
-    requested_epochs: int,
-    budget_seconds: float | None,
-    fit_budget: bool,
-) -> Plan:
-    """Check that the run fits the budget, or (``fit_budget``) find how many epochs do.
-
-    The estimate is ``sum_datasets steps * sum_models seconds_per_step * seeds * OVERHEAD``, with
-    ``steps`` each dataset's training steps at ``requested_epochs`` (steps grow linearly with epochs).
-
-    Raises:
-        BudgetError: the run does not fit and ``fit_budget`` is False, or not even one epoch fits.
-    """
-    estimate = sum(steps.values()) * sum(seconds_per_step.values()) * n_seeds * OVERHEAD
-    per_epoch = estimate / requested_epochs
-    plan = Plan(requested_epochs, requested_epochs, seconds_per_step, steps, estimate, budget_seconds)
-    if budget_seconds is None or estimate <= budget_seconds:
-        plan.message = f"{requested_epochs} epochs: about {estimate:.0f} s" + (
-            f" of the {budget_seconds:.0f} s budget" if budget_seconds else ""
-        )
-        return plan
-    fitting = int(budget_seconds // per_epoch)
-    too_long = f"{requested_epochs} epochs would take about {estimate:.0f} s ({per_epoch:.1f} s an epoch), over the {budget_seconds:.0f} s budget"
-    if not fit_budget:
-        raise BudgetError(
-            f"{too_long}. Give more time, fewer datasets or seeds, or --fit-budget to train {fitting} epochs instead."
-        )
-    if fitting < 1:
-        raise BudgetError(f"{too_long}; not even one epoch fits.")
-    plan.epochs, plan.estimated_seconds = fitting, fitting * per_epoch
-    plan.message = f"{too_long}: training {fitting} epochs instead (about {plan.estimated_seconds:.0f} s)"
-    return plan
 
 
 def evaluate_test(model, data: MedMNISTData, image_size: int, draws: int, seed: int, limit: int | None = None) -> dict:
@@ -216,6 +138,19 @@ def majority_rule(data: MedMNISTData) -> dict:
         "acc": float(np.mean(data.labels("test") == majority)),
         "balanced_accuracy": 1.0 / data.n_classes,
     }
+
+
+def probe_and_plan(
+    settings: Settings, data: MedMNISTData, budget_seconds: float, fit_budget: bool, start: float
+) -> Plan:
+    """Time the first dataset's steps of each model, then :func:`plan_epochs` with what is left of the budget."""
+    probe_steps = SMOKE_PROBE_STEPS if settings.smoke else PROBE_STEPS
+    configs = model_configs(data.flag, settings, 0, 1)
+    seconds_per_step = {name: probe_seconds_per_step(c, data, probe_steps) for name, c in configs.items()}
+    steps = {f: model_configs(f, settings, 0, settings.epochs)["MedSymmFlow"].steps for f in settings.datasets}
+    left = budget_seconds - (time.perf_counter() - start)
+    fit = fit_budget and not settings.smoke and settings.recipe == "full"  # only the full recipe counts epochs
+    return plan_epochs(seconds_per_step, steps, len(settings.seeds), settings.epochs, left, fit)
 
 
 def run_one(
@@ -294,27 +229,12 @@ def reproduce(
     }
     phases: dict[str, float] = {}
     plan = None
-    epochs = settings.epochs
     if budget_seconds is not None:
-        flag = settings.datasets[0]
         start = time.perf_counter()
-        probe_steps = SMOKE_PROBE_STEPS if settings.smoke else PROBE_STEPS
-        seconds_per_step = {
-            name: probe_seconds_per_step(c, datasets[flag], probe_steps)
-            for name, c in model_configs(flag, settings, 0, 1).items()
-        }
+        plan = probe_and_plan(settings, datasets[settings.datasets[0]], budget_seconds, fit_budget, start)
         phases["probe"] = time.perf_counter() - start
-        steps = {f: model_configs(f, settings, 0, settings.epochs)["MedSymmFlow"].steps for f in settings.datasets}
-        plan = plan_epochs(
-            seconds_per_step,
-            steps,
-            len(settings.seeds),
-            settings.epochs,
-            budget_seconds - phases["probe"],
-            fit_budget and not settings.smoke and settings.recipe == "full",
-        )
-        epochs = plan.epochs
         logger.warning("reproduce: %s", plan.message)
+    epochs = plan.epochs if plan else settings.epochs
     rows, runs, majority = [], {}, {}
     for flag, data in datasets.items():
         majority[flag] = majority_rule(data)
@@ -327,10 +247,11 @@ def reproduce(
         "what": f"MedSymmFlow (pixel, RGB masks) vs a same-run {BASELINE_NAMES[BASELINES[settings.recipe]]}, test split",
         "recipe": settings.recipe,
         "smoke": settings.smoke,
+        "smoke_test_images": SMOKE_TEST_IMAGES if settings.smoke else None,
         "synthetic_data": {flag: data.synthetic for flag, data in datasets.items()},
         "epochs": epochs,
         "requested_epochs": settings.epochs,
-        "paper_epochs": 1000,
+        "paper_epochs": config.PAPER_EPOCHS,
         "seeds": list(settings.seeds),
         "draws": settings.draws,
         "plan": None if plan is None else {k: v for k, v in plan.__dict__.items()},
@@ -345,88 +266,3 @@ def reproduce(
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     (out_dir / "results.md").write_text(markdown(results))
     return results
-
-
-def summarize(rows: list[dict]) -> list[dict]:
-    """Mean and standard deviation over seeds of every (dataset, model, decoding, draws)."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault((row["dataset"], row["model"], row["decoding"], row["draws"]), []).append(row)
-    summary = []
-    for (dataset, model, decoding, draws), group in groups.items():
-        entry = {"dataset": dataset, "model": model, "decoding": decoding, "draws": draws, "n_seeds": len(group)}
-        for metric in ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc"):
-            values = np.array([r[metric] for r in group], dtype=float)
-            entry[metric] = float(values.mean())
-            entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
-        summary.append(entry)
-    return summary
-
-
-def markdown(results: dict) -> str:
-    """The results as a readable markdown report."""
-    p = results["provenance"]
-    lines = [
-        f"# MedSymmFlow vs the paper: pixel space, RGB masks, the `{results['recipe']}` recipe, test split",
-        "",
-        (
-            f"**SMOKE RUN: tiny model, a few steps, the first {SMOKE_TEST_IMAGES} test images — the numbers check the plumbing and mean nothing.**\n"
-            if results["smoke"]
-            else ""
-        ),
-        f"Device: {p['device']}. Commit {p['commit']}, medsymmflow {p['medsymmflow']}, torch {p['torch']}, diffusers {p['diffusers']}. "
-        f"{_training(results)} (the paper: {results['paper_epochs']} epochs); seeds {results['seeds']}; "
-        f"total wall time {results['wall_seconds']['total']:.0f} s.",
-    ]
-    if results["plan"]:
-        lines.append(f"Budget: {results['plan']['message']}.")
-    lines += [
-        "",
-        "Checkpoint chosen on the validation split (AUC); one Euler step from t = 1; the paper's protocol is one noise draw and the "
-        "official decoding (`pixel_distance`: mean over pixels of the per-pixel colour distance). AUC is MedMNIST's. "
-        "Mean ± standard deviation over seeds (a single seed shows no spread).",
-        "",
-        "| dataset | model | decoding | draws | ACC | AUC | balanced ACC | ACC at 80 % coverage | AURC |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in results["summary"]:
-        cells = [_cell(s, m) for m in ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc")]
-        lines.append(
-            f"| {s['dataset']} | {s['model']} | {s['decoding'] or '—'} | {s['draws']} | " + " | ".join(cells) + " |"
-        )
-    lines += [
-        "",
-        "References (test split):",
-        "",
-        "| dataset | majority rule ACC | paper MedSymmFlow RGB-28 ACC (1000 epochs) | paper ACC at 80 % | MedMNIST v2 ResNet-18 (28) ACC / AUC |",
-        "|---|---|---|---|---|",
-    ]
-    for flag, ref in results["references"].items():
-        m = results["majority_rule"][flag]
-        resnet = f"{ref['resnet18_v2_acc']:.3f} / {ref['resnet18_v2_auc']:.3f}" if "resnet18_v2_acc" in ref else "—"
-        lines.append(
-            f"| {flag} | {m['acc']:.3f} ({m['class_name'][:30]}) | {_ref(ref, 'paper_acc')} | {_ref(ref, 'paper_acc_at_80')} | {resnet} |"
-        )
-    lines += ["", "Wall time per phase (s):", ""] + [f"- {k}: {v:.1f}" for k, v in results["wall_seconds"].items()]
-    return "\n".join(lines) + "\n"
-
-
-def _training(results: dict) -> str:
-    steps = sorted({row["steps"] for row in results["rows"]})
-    if results["recipe"] == "full" and not results["smoke"]:
-        return f"Epochs: {results['epochs']}"
-    return f"Training steps: {', '.join(map(str, steps))}"
-
-
-def _cell(summary: dict, metric: str) -> str:
-    std = summary[f"{metric}_std"]
-    return f"{summary[metric]:.3f}" + (f" ± {std:.3f}" if std is not None else "")
-
-
-def _ref(ref: dict, key: str) -> str:
-    return f"{ref[key]:.3f}" if key in ref else "—"
-
-
-def _synchronize() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()

@@ -15,8 +15,6 @@ checkpoint and resumed ends with the same weights as the uninterrupted run.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -33,155 +31,18 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from medsymmflow import __version__
-from medsymmflow.config import Profile, full_epochs, get_device, runs_dir
+from medsymmflow.checkpoints import checkpoint_dir, read_checkpoint_meta, swap_in
 from medsymmflow.data import MedMNISTData, load_dataset
-from medsymmflow.data.masks import (
-    DECODINGS,
-    DEFAULT_BETA,
-    MODES,
-    PALETTE_INDEX,
-    PAPER_DECODING,
-    PAPER_PALETTE_INDEX,
-    check_task,
-)
-from medsymmflow.data.medmnist import SIZES, dataset_info
-from medsymmflow.flow.paths import SIGMA_MIN
-from medsymmflow.metrics import classification_metrics, distance_scores
-from medsymmflow.models.baselines import BASELINES, CNNClassifier
-from medsymmflow.models.symmflow import Classification, SymmetricFlow
-from medsymmflow.models.unet import PRESETS, VelocityUNet, make_unet
+from medsymmflow.evaluate import evaluate_split
+from medsymmflow.recipes import ConfigMismatchError, TrainConfig, build_model, config_differences
 
 logger = logging.getLogger(__name__)
 
-MODEL_FIELDS = ("dataset", "size", "image_size", "preset", "mask_mode", "palette_index")
-SELECT_METRICS = ("auc", "acc", "balanced_accuracy")
-MIXED_PRECISION = ("auto", "no", "bf16")
 LOG_EVERY = 50  # steps between reads of the loss (each read waits for the device)
-
-
-class ConfigMismatchError(ValueError):
-    """A checkpoint was made with a different configuration than the one requested."""
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (saved in every checkpoint).
-
-    Attributes:
-        dataset: MedMNIST flag.
-        size: resolution of the MedMNIST file (28, 64, 128, 224).
-        image_size: model input side (28 runs natively on ``tiny``; 32 pads as the paper).
-        preset: UNet preset of MedSymmFlow (``tiny``, ``paper-pixel``, ``paper-latent``), or a
-            discriminative baseline trained by the same loop (``resnet18``, ``cnn-small``).
-        mask_mode: ``rgb`` (paper) or ``gray``.
-        palette_index: ``truncate`` (the official code's) or ``round`` RGB palette entries;
-            checkpoints written before this field existed used ``round``.
-        decoding: how a predicted mask becomes class distances, for validation and evaluation:
-            ``pixel_distance`` (the official code's) or ``mean_colour``; checkpoints written
-            before this field existed used ``mean_colour``. It does not change the weights.
-        image_weight: ``w`` in ``w * MSE_image + (1 - w) * MSE_mask``.
-        sigma_min: end width of the path.
-        beta: mask dequantization width (0-255 units).
-        steps: optimizer steps.
-        batch_size: images per step, over all processes.
-        lr: peak learning rate of AdamW.
-        weight_decay: AdamW weight decay.
-        warmup_steps: linear warm-up before the cosine decay.
-        ema_decay: EMA decay (diffusers' EMAModel warms it up as ``(1 + n) / (10 + n)``).
-        grad_clip: max gradient norm (0 disables clipping).
-        balanced: sample training images with weights ``1 / count(class)`` (default: MedMNIST
-            sets are unbalanced, and a tiny model otherwise drifts to the majority class).
-        flip: random horizontal flips.
-        checkpoint_every: steps between validation + checkpoint.
-        eval_samples: mask-noise draws per validation image.
-        select_metric: validation metric that picks the best checkpoint.
-        mixed_precision: ``auto`` (bf16 on CUDA, none elsewhere), ``no`` or ``bf16``.
-        seed: seed of weights, data order and noise.
-        allow_synthetic: train on the synthetic twin if the real data is unavailable.
-    """
-
-    dataset: str = "pneumoniamnist"
-    size: int = 28
-    image_size: int = 28
-    preset: str = "tiny"
-    mask_mode: str = "rgb"
-    palette_index: str = PAPER_PALETTE_INDEX
-    decoding: str = PAPER_DECODING
-    image_weight: float = 0.7
-    sigma_min: float = SIGMA_MIN
-    beta: float = DEFAULT_BETA
-    steps: int = 600
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 50
-    ema_decay: float = 0.999
-    grad_clip: float = 1.0
-    balanced: bool = True
-    flip: bool = False
-    checkpoint_every: int = 200
-    eval_samples: int = 1
-    select_metric: str = "auc"
-    mixed_precision: str = "auto"
-    seed: int = 0
-    allow_synthetic: bool = False
-
-    def __post_init__(self) -> None:
-        check_task(dataset_info(self.dataset))
-        problems = []
-        if self.preset not in PRESETS and self.preset not in BASELINES:
-            problems.append(f"preset must be one of {tuple(PRESETS) + tuple(BASELINES)}, got {self.preset!r}")
-        for name in ("steps", "batch_size", "checkpoint_every", "eval_samples"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                problems.append(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
-        if not self.lr > 0:
-            problems.append(f"lr must be positive, got {self.lr}")
-        if self.image_size < self.size:
-            problems.append(
-                f"image_size ({self.image_size}) must be >= the file's size ({self.size}); images are padded"
-            )
-        if self.select_metric not in SELECT_METRICS:
-            problems.append(f"select_metric must be one of {SELECT_METRICS}, got {self.select_metric!r}")
-        if self.palette_index not in PALETTE_INDEX:
-            problems.append(f"palette_index must be one of {PALETTE_INDEX}, got {self.palette_index!r}")
-        if self.decoding not in DECODINGS:
-            problems.append(f"decoding must be one of {DECODINGS}, got {self.decoding!r}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            problems.append(f"mixed_precision must be 'auto', 'no' or 'bf16', got {self.mixed_precision!r}")
-        if problems:
-            raise ValueError("Invalid training configuration: " + "; ".join(problems))
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-# The allowed values of the TrainConfig fields that take a name (the CLI offers them as choices).
-FIELD_CHOICES = {
-    "size": SIZES,
-    "preset": tuple(PRESETS) + tuple(BASELINES),
-    "mask_mode": MODES,
-    "palette_index": PALETTE_INDEX,
-    "decoding": DECODINGS,
-    "select_metric": SELECT_METRICS,
-    "mixed_precision": MIXED_PRECISION,
-}
-
-
-def config_field_help() -> dict[str, str]:
-    """Each TrainConfig field's description, read from the class docstring's ``Attributes:`` section."""
-    docs, name = {}, None
-    section = TrainConfig.__doc__.split("Attributes:", 1)[1]
-    for line in section.splitlines():
-        head, _, rest = line.strip().partition(": ")
-        if line.startswith(" " * 8) and not line.startswith(" " * 12) and head.isidentifier():
-            name, docs[head] = head, rest
-        elif name and line.strip():
-            docs[name] += " " + line.strip()
-    return docs
 
 
 @dataclass
@@ -194,180 +55,6 @@ class TrainResult:
     best_metrics: dict
     last_dir: Path
     best_dir: Path
-
-
-def course_config(dataset: str, profile: Profile, epochs: int | None = None, **overrides) -> TrainConfig:
-    """The course's standard run of a dataset in a profile (used by the notebooks and benchmarks).
-
-    Both use the paper's masks and decoding (truncated palette index, per-pixel distance).
-    ``fast``: the ``tiny`` UNet at native 28 px, 300 steps of batch 64, lr 1e-3 (CPU minutes).
-    ``full``: the paper's ``paper-pixel`` UNet at 32 px, AdamW 4e-4, batch 64, ``epochs`` epochs
-    of the training split (default :func:`medsymmflow.config.full_epochs`: 100, a tenth of the
-    paper's 1000), warm-up 5 % of the steps, validated every tenth of the run. ``epochs`` is
-    ignored by ``fast``.
-    """
-    if profile.is_fast:
-        settings = dict(preset="tiny", image_size=28, steps=300, batch_size=64, lr=1e-3, checkpoint_every=150)
-    else:
-        epochs = full_epochs() if epochs is None else epochs
-        if not isinstance(epochs, int) or epochs < 1:
-            raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
-        steps = epochs * math.ceil(dataset_info(dataset)["n_samples"]["train"] / 64)
-        settings = dict(
-            preset="paper-pixel",
-            image_size=32,
-            steps=steps,
-            batch_size=64,
-            lr=4e-4,
-            warmup_steps=math.ceil(steps / 20),
-            checkpoint_every=max(steps // 10, 1),
-        )
-    return TrainConfig(dataset=dataset, **{**settings, **overrides})
-
-
-def run_dir(config: TrainConfig, synthetic: bool = False, root: Path | None = None) -> Path:
-    """A readable, unique folder for a configuration (and kind of data):
-    ``<root>/<dataset>[-synthetic]_<preset>_<size>px_<steps>steps_seed<seed>_<hash>``, root ``runs/models`` by default."""
-    digest = hashlib.sha1(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
-    data = f"{config.dataset}-synthetic" if synthetic else config.dataset
-    return (
-        root or runs_dir() / "models"
-    ) / f"{data}_{config.preset}_{config.image_size}px_{config.steps}steps_seed{config.seed}_{digest}"
-
-
-def train_or_load(
-    config: TrainConfig, data: MedMNISTData | None = None, progress: bool = True, root: Path | None = None
-) -> tuple[SymmetricFlow | CNNClassifier, dict]:
-    """Load the best checkpoint of exactly this configuration and data if one exists, else train it
-    (resuming an interrupted run). ``root``: the folder of cached runs (see :func:`run_dir`).
-
-    Returns:
-        ``(model on the default device in eval mode, checkpoint metadata)``; the metadata's
-        ``history`` holds the validation record of the training run.
-    """
-    data = data or load_dataset(config.dataset, config.size, allow_synthetic=config.allow_synthetic, seed=config.seed)
-    folder = run_dir(config, data.synthetic, root)
-    try:
-        finished = read_checkpoint_meta(folder / "last")["step"] >= config.steps
-    except FileNotFoundError:  # never started
-        finished = None
-    if not finished:  # a run killed after its first validation has a best/ but must still resume to config.steps
-        Trainer(config, folder, data=data, resume=finished is not None, progress=progress).train()
-    return load_checkpoint(folder / "best", expected=config, device=get_device())
-
-
-def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> SymmetricFlow | CNNClassifier:
-    """A fresh model: :class:`SymmetricFlow` on a UNet preset, or a baseline :class:`CNNClassifier`."""
-    if config.preset in BASELINES:
-        return CNNClassifier(BASELINES[config.preset](image_channels, n_classes), image_channels, n_classes)
-    channels = image_channels + (3 if config.mask_mode == "rgb" else 1)
-    velocity = VelocityUNet(make_unet(config.preset, channels, sample_size=config.image_size))
-    return SymmetricFlow(
-        velocity,
-        image_channels,
-        n_classes,
-        config.mask_mode,
-        config.image_weight,
-        config.sigma_min,
-        config.beta,
-        config.palette_index,
-        config.decoding,
-    )
-
-
-def config_differences(saved: dict, requested: dict, fields=None) -> list[str]:
-    """``"name: saved -> requested"`` for every field (of ``fields``, default all) that differs."""
-    names = fields or sorted(set(saved) | set(requested))
-    return [
-        f"{n}: {saved.get(n)!r} in the checkpoint, {requested.get(n)!r} requested"
-        for n in names
-        if saved.get(n) != requested.get(n)
-    ]
-
-
-def _checkpoint_dir(path: Path) -> Path:
-    """The folder to read: ``path``, or its previous version if a swap was interrupted."""
-    path = Path(path)
-    if (path / "config.json").exists():
-        return path
-    previous = path.with_name(path.name + ".old")
-    if (previous / "config.json").exists():
-        return previous
-    raise FileNotFoundError(f"no checkpoint at {path} (expected {path / 'config.json'})")
-
-
-# Fields added to TrainConfig after checkpoints were written, with the value those checkpoints used.
-LEGACY_DEFAULTS = {"palette_index": "round", "decoding": "mean_colour"}
-
-
-def read_checkpoint_meta(path: str | os.PathLike) -> dict:
-    """The ``config.json`` of a checkpoint folder; config fields it predates get the value it was trained with."""
-    meta = json.loads((_checkpoint_dir(Path(path)) / "config.json").read_text())
-    meta["config"] = {**LEGACY_DEFAULTS, **meta["config"]}
-    return meta
-
-
-def load_checkpoint(
-    path: str | os.PathLike, expected: TrainConfig | None = None, device: str | torch.device = "cpu"
-) -> tuple[SymmetricFlow | CNNClassifier, dict]:
-    """Load a checkpoint folder's EMA weights into a new model.
-
-    Args:
-        path: a ``last/`` or ``best/`` folder.
-        expected: if given, refuse a checkpoint whose model fields differ from it.
-        device: where to put the model.
-
-    Returns:
-        ``(model in eval mode, metadata from config.json)``.
-
-    Raises:
-        ConfigMismatchError: the saved model fields differ from ``expected``'s.
-    """
-    folder = _checkpoint_dir(Path(path))
-    meta = read_checkpoint_meta(folder)
-    if expected is not None:
-        differences = config_differences(meta["config"], expected.to_dict(), MODEL_FIELDS)
-        if differences:
-            raise ConfigMismatchError(
-                f"checkpoint {folder} does not match the requested model: " + "; ".join(differences)
-            )
-    config = TrainConfig(**meta["config"])
-    model = build_model(config, meta["n_classes"], meta["image_channels"])
-    model.net.load_state_dict(load_file(folder / "ema.safetensors"))
-    return model.to(device).eval(), meta
-
-
-def evaluate_split(
-    model: SymmetricFlow | CNNClassifier,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    task: str,
-    n_samples: int = 1,
-    steps: int = 1,
-    solver: str = "euler",
-    batch_size: int = 256,
-    seed: int = 0,
-) -> tuple[dict, Classification]:
-    """Classify a split in batches and compute the MedMNIST metrics.
-
-    Returns:
-        ``(metrics, classification)``: the classification of every image (labels, distances
-        averaged over the draws, the draws' distances and, for MedSymmFlow, the mean
-        predicted masks), on the CPU.
-    """
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    parts = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size].to(device)
-        parts.append(model.classify(batch, steps, solver, n_samples, generator))
-    result = Classification(
-        torch.cat([p.labels for p in parts]).cpu(),
-        torch.cat([p.distances for p in parts]).cpu(),
-        torch.cat([p.sample_distances for p in parts], dim=1).cpu(),
-        None if parts[0].masks is None else torch.cat([p.masks for p in parts]).cpu(),
-    )
-    return classification_metrics(labels.numpy(), distance_scores(result.distances).numpy(), task), result
 
 
 class Trainer:
@@ -574,7 +261,7 @@ class Trainer:
                     tmp / "training_state.pt",
                 )
             (tmp / "config.json").write_text(json.dumps(self._meta(), indent=2))
-            _swap_in(tmp, final)
+            swap_in(tmp, final)
         accelerator.wait_for_everyone()
 
     def _saved_step(self, folder: Path):
@@ -584,7 +271,7 @@ class Trainer:
             return "none saved yet"
 
     def _load_state(self, last: Path) -> None:
-        folder = _checkpoint_dir(last)
+        folder = checkpoint_dir(last)
         meta = read_checkpoint_meta(folder)
         differences = config_differences(meta["config"], self.config.to_dict())
         if differences:
@@ -602,13 +289,3 @@ class Trainer:
         self.noise_generator.set_state(rng["noise"])
         self.step, self.history = meta["step"], meta["history"]
         self.best_step, self.best_metrics = meta["best_step"], state["best_metrics"]
-
-
-def _swap_in(tmp: Path, final: Path) -> None:
-    """Replace folder ``final`` by ``tmp``; if interrupted, ``final.old`` still holds the previous one."""
-    previous = final.with_name(final.name + ".old")
-    shutil.rmtree(previous, ignore_errors=True)
-    if final.exists():
-        os.replace(final, previous)
-    os.replace(tmp, final)
-    shutil.rmtree(previous, ignore_errors=True)

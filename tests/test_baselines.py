@@ -1,10 +1,13 @@
 import pytest
 import torch
 
+from medsymmflow.checkpoints import load_checkpoint
 from medsymmflow.data import synthetic_twin
+from medsymmflow.evaluate import evaluate_split
 from medsymmflow.metrics import distance_scores
 from medsymmflow.models.baselines import BASELINES, CNNClassifier
-from medsymmflow.train import TrainConfig, Trainer, evaluate_split, load_checkpoint
+from medsymmflow.recipes import TrainConfig
+from medsymmflow.train import Trainer
 from medsymmflow.uncertainty import predicted_class_distance
 
 
@@ -56,3 +59,17 @@ def test_the_same_trainer_trains_and_checkpoints_a_baseline(tmp_path):
     metrics, result = evaluate_split(model, x, y, data.info["task"], n_samples=3)
     assert result.distances.shape == (48, 5) and result.sample_distances.shape == (3, 48, 5)
     assert result.masks is None and 0 <= metrics["auc"] <= 1
+
+
+def test_mc_dropout_draws_come_from_the_generator_and_leave_the_global_rng_alone():
+    torch.manual_seed(0)
+    model = CNNClassifier(BASELINES["cnn-small"](1, 3, dropout=0.5), 1, 3)
+    x = torch.randn(4, 1, 28, 28)
+    before = torch.random.get_rng_state()
+    first = model.classify(x, n_samples=5, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(torch.random.get_rng_state(), before)
+    again = model.classify(x, n_samples=5, generator=torch.Generator().manual_seed(7))
+    other = model.classify(x, n_samples=5, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(first.sample_distances, again.sample_distances)
+    assert not torch.equal(first.sample_distances, other.sample_distances)
+    assert not torch.equal(first.sample_distances[0], first.sample_distances[1])  # dropout is on between passes

@@ -32,3 +32,13 @@ def test_shape_mismatch_is_refused(tmp_path):
     path = checkpoints.save_weights(nn.Linear(3, 2), tmp_path / "w.safetensors")
     with pytest.raises(RuntimeError, match="size mismatch|shape"):
         checkpoints.load_weights(nn.Linear(4, 2), path)
+
+
+def test_cached_weights_are_keyed_by_every_setting_and_the_kind_of_data():
+    settings = dict(flag="pneumoniamnist", preset="tiny", size=28, steps=250, batch=32, lr=1e-3, sigma_min=1e-4, seed=0)
+    path = checkpoints.cached_weights_path("01_image_flow", settings, synthetic=False)
+    assert path.parent.name == "checkpoints" and path.suffix == ".safetensors"
+    assert path == checkpoints.cached_weights_path("01_image_flow", dict(reversed(list(settings.items()))), False)
+    for name, value in (("lr", 2e-4), ("batch", 64), ("sigma_min", 1e-3), ("seed", 1)):
+        assert checkpoints.cached_weights_path("01_image_flow", {**settings, name: value}, False) != path, name
+    assert checkpoints.cached_weights_path("01_image_flow", settings, True).name.startswith("01_image_flow-synthetic_")

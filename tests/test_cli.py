@@ -169,7 +169,7 @@ def test_two_process_training_with_accelerate(tmp_path):
 def test_train_has_a_flag_for_every_config_field_and_a_recipe(capsys):
     import dataclasses
 
-    from medsymmflow.train import TrainConfig
+    from medsymmflow.recipes import TrainConfig
 
     with pytest.raises(SystemExit):
         main(["train", "--help"])

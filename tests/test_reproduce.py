@@ -4,8 +4,8 @@ import json
 
 import pytest
 
+from medsymmflow.budget import OVERHEAD, BudgetError, plan_epochs
 from medsymmflow.cli import main
-from medsymmflow.reproduce import OVERHEAD, BudgetError, plan_epochs
 
 
 def test_plan_keeps_the_requested_epochs_when_they_fit():

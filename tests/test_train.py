@@ -7,9 +7,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from medsymmflow import course
 from medsymmflow import train as train_module
+from medsymmflow.checkpoints import load_checkpoint, read_checkpoint_meta
 from medsymmflow.data import synthetic_twin
-from medsymmflow.train import ConfigMismatchError, NonFiniteLossError, TrainConfig, Trainer, load_checkpoint
+from medsymmflow.recipes import ConfigMismatchError, TrainConfig, build_model
+from medsymmflow.train import NonFiniteLossError, Trainer
 
 
 def _config(**overrides):
@@ -138,43 +141,46 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 def test_course_config_profiles():
     from medsymmflow.config import Profile
-    from medsymmflow.train import course_config
+    from medsymmflow.recipes import course_config
 
     fast = course_config("pneumoniamnist", Profile("fast"))
     assert (fast.preset, fast.image_size, fast.steps) == ("tiny", 28, 300)
     full = course_config("pneumoniamnist", Profile("full"), seed=4)
     assert (full.preset, full.image_size, full.lr, full.seed) == ("paper-pixel", 32, 4e-4, 4)
     assert full.steps == 100 * 74  # 100 epochs of 4,708 images in batches of 64
+    assert (full.warmup_steps, full.checkpoint_every) == (370, 740)  # 5 % warm-up, validation every tenth
+    short = course_config("pneumoniamnist", Profile("full"), steps=300)
+    assert (short.steps, short.warmup_steps, short.checkpoint_every) == (300, 15, 30)  # they follow overridden steps
 
 
 def test_train_or_load_trains_once_then_loads(tmp_path, data, monkeypatch):
-    monkeypatch.setattr(train_module, "runs_dir", lambda: tmp_path)
+    monkeypatch.setattr(course, "runs_dir", lambda: tmp_path)
     config = _config(steps=2, checkpoint_every=2)
-    model, meta = train_module.train_or_load(config, data)
-    folder = train_module.run_dir(config, synthetic=True)
+    model, meta = course.train_or_load(config, data)
+    folder = course.run_dir(config, synthetic=True)
     assert folder.parent == tmp_path / "models" and folder.name.startswith(
         "retinamnist-synthetic_tiny_28px_2steps_seed3_"
     )
-    assert folder != train_module.run_dir(config, synthetic=False)
+    assert folder != course.run_dir(config, synthetic=False)
 
     def no_training(*args, **kwargs):
         raise AssertionError("should have loaded the checkpoint")
 
-    monkeypatch.setattr(train_module, "Trainer", no_training)
-    again, meta_again = train_module.train_or_load(config, data)
+    monkeypatch.setattr(course, "Trainer", no_training)
+    again, meta_again = course.train_or_load(config, data)
     assert meta_again["step"] == meta["step"] == 2
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
 
 
 def test_train_or_load_resumes_a_run_killed_after_its_first_validation(tmp_path, data):
     config = _config()
-    folder = train_module.run_dir(config, data.synthetic, tmp_path)
+    folder = course.run_dir(config, data.synthetic, tmp_path)
     Trainer(config, folder, data=data, progress=False).train(until_step=3)  # best/ and last/ at step 3, then "killed"
     assert (folder / "best" / "config.json").exists()
-    _, meta = train_module.train_or_load(config, data, progress=False, root=tmp_path)
-    assert meta["step"] <= 6 and train_module.read_checkpoint_meta(folder / "last")["step"] == 6
+    _, meta = course.train_or_load(config, data, progress=False, root=tmp_path)
+    assert meta["step"] <= 6 and read_checkpoint_meta(folder / "last")["step"] == 6
     assert [h["step"] for h in meta["history"]][-1] in (3, 6)
-    assert [h["step"] for h in train_module.read_checkpoint_meta(folder / "last")["history"]] == [3, 6]
+    assert [h["step"] for h in read_checkpoint_meta(folder / "last")["history"]] == [3, 6]
 
 
 def test_a_checkpoint_written_before_the_paper_options_existed_loads_as_it_was_trained(tmp_path, data):
@@ -186,5 +192,5 @@ def test_a_checkpoint_written_before_the_paper_options_existed_loads_as_it_was_t
     meta_path.write_text(json.dumps(meta))
     model, loaded = load_checkpoint(tmp_path / "best")
     assert loaded["config"]["palette_index"] == "round" and model.decoding == "mean_colour"
-    assert torch.allclose(model.colours, train_module.build_model(legacy, 5, 3).colours)
-    assert not torch.allclose(model.colours, train_module.build_model(_config(), 5, 3).colours)  # K = 5: they differ
+    assert torch.allclose(model.colours, build_model(legacy, 5, 3).colours)
+    assert not torch.allclose(model.colours, build_model(_config(), 5, 3).colours)  # K = 5: they differ

@@ -106,7 +106,8 @@ class CNNClassifier(nn.Module):
         generator: torch.Generator | None = None,
     ) -> Classification:
         """Class "distances" ``-log p``; ``n_samples > 1`` averages the probabilities of that many
-        MC-dropout passes. ``steps`` and ``solver`` exist for interface parity and are ignored."""
+        MC-dropout passes, whose dropout masks are drawn from ``generator`` (the global RNG is left
+        as it was). ``steps`` and ``solver`` exist for interface parity and are ignored."""
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got {n_samples}")
         was_training = self.training
@@ -115,7 +116,15 @@ class CNNClassifier(nn.Module):
             for module in self.modules():
                 if isinstance(module, nn.Dropout):
                     module.train()
-        log_p = torch.stack([torch.log_softmax(self(images), dim=1) for _ in range(n_samples)])
+        seed = (
+            None
+            if generator is None
+            else int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        )
+        with torch.random.fork_rng(devices=[images.device] if images.device.type == "cuda" else []):
+            if seed is not None:
+                torch.manual_seed(seed)
+            log_p = torch.stack([torch.log_softmax(self(images), dim=1) for _ in range(n_samples)])
         self.train(was_training)
         mean_p = log_p.exp().mean(dim=0)
         distances = -torch.log(mean_p.clamp(min=1e-12))

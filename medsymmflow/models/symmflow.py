@@ -36,6 +36,8 @@ from medsymmflow.data.masks import (
 from medsymmflow.flow.paths import SIGMA_MIN, ot_path, sample_time
 from medsymmflow.flow.solvers import integrate
 
+DEFAULT_IMAGE_WEIGHT = 0.7  # w of the loss in the paper's runs
+
 
 @dataclass
 class LossParts:
@@ -98,7 +100,7 @@ class SymmetricFlow(nn.Module):
         image_channels: int,
         n_classes: int,
         mask_mode: str = "rgb",
-        image_weight: float = 0.7,
+        image_weight: float = DEFAULT_IMAGE_WEIGHT,
         sigma_min: float = SIGMA_MIN,
         beta: float = DEFAULT_BETA,
         palette_index: str = PAPER_PALETTE_INDEX,

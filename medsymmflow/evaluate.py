@@ -1,0 +1,42 @@
+"""Classify a whole split in batches and score it with the MedMNIST metrics."""
+
+from __future__ import annotations
+
+import torch
+
+from medsymmflow.metrics import classification_metrics, distance_scores
+from medsymmflow.models.baselines import CNNClassifier
+from medsymmflow.models.symmflow import Classification, SymmetricFlow
+
+
+def evaluate_split(
+    model: SymmetricFlow | CNNClassifier,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    task: str,
+    n_samples: int = 1,
+    steps: int = 1,
+    solver: str = "euler",
+    batch_size: int = 256,
+    seed: int = 0,
+) -> tuple[dict, Classification]:
+    """Classify a split in batches and compute the MedMNIST metrics.
+
+    Returns:
+        ``(metrics, classification)``: the classification of every image (labels, distances
+        averaged over the draws, the draws' distances and, for MedSymmFlow, the mean
+        predicted masks), on the CPU.
+    """
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    parts = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size].to(device)
+        parts.append(model.classify(batch, steps, solver, n_samples, generator))
+    result = Classification(
+        torch.cat([p.labels for p in parts]).cpu(),
+        torch.cat([p.distances for p in parts]).cpu(),
+        torch.cat([p.sample_distances for p in parts], dim=1).cpu(),
+        None if parts[0].masks is None else torch.cat([p.masks for p in parts]).cpu(),
+    )
+    return classification_metrics(labels.numpy(), distance_scores(result.distances).numpy(), task), result

@@ -1,0 +1,214 @@
+"""What defines a training run, and the course's recipes.
+
+:class:`TrainConfig` holds every setting of a run (saved in every checkpoint);
+:func:`course_config` gives the course's ``fast`` (CPU minutes) and ``full`` (the paper's
+model, one GPU) recipes; :func:`build_model` makes a fresh model from a configuration, so
+that ``models/`` never needs to know about training configurations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from medsymmflow.config import Profile, full_epochs
+from medsymmflow.data.masks import (
+    DECODINGS,
+    DEFAULT_BETA,
+    MODES,
+    PALETTE_INDEX,
+    PAPER_DECODING,
+    PAPER_PALETTE_INDEX,
+    check_task,
+)
+from medsymmflow.data.medmnist import SIZES, dataset_info
+from medsymmflow.flow.paths import SIGMA_MIN
+from medsymmflow.models.baselines import BASELINES, CNNClassifier
+from medsymmflow.models.symmflow import DEFAULT_IMAGE_WEIGHT, SymmetricFlow
+from medsymmflow.models.unet import PRESETS, VelocityUNet, make_unet
+
+MODEL_FIELDS = ("dataset", "size", "image_size", "preset", "mask_mode", "palette_index")
+SELECT_METRICS = ("auc", "acc", "balanced_accuracy")
+MIXED_PRECISION = ("auto", "no", "bf16")
+
+
+class ConfigMismatchError(ValueError):
+    """A checkpoint was made with a different configuration than the one requested."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved in every checkpoint).
+
+    Attributes:
+        dataset: MedMNIST flag.
+        size: resolution of the MedMNIST file (28, 64, 128, 224).
+        image_size: model input side (28 runs natively on ``tiny``; 32 pads as the paper).
+        preset: UNet preset of MedSymmFlow (``tiny``, ``paper-pixel``, ``paper-latent``), or a
+            discriminative baseline trained by the same loop (``resnet18``, ``cnn-small``).
+        mask_mode: ``rgb`` (paper) or ``gray``.
+        palette_index: ``truncate`` (the official code's) or ``round`` RGB palette entries;
+            checkpoints written before this field existed used ``round``.
+        decoding: how a predicted mask becomes class distances, for validation and evaluation:
+            ``pixel_distance`` (the official code's) or ``mean_colour``; checkpoints written
+            before this field existed used ``mean_colour``. It leaves the training loss unchanged,
+            but validation uses it, so it decides which checkpoint becomes ``best/``.
+        image_weight: ``w`` in ``w * MSE_image + (1 - w) * MSE_mask``.
+        sigma_min: end width of the path.
+        beta: mask dequantization width (0-255 units).
+        steps: optimizer steps.
+        batch_size: images per step, over all processes.
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up before the cosine decay.
+        ema_decay: EMA decay (diffusers' EMAModel warms it up as ``(1 + n) / (10 + n)``).
+        grad_clip: max gradient norm (0 disables clipping).
+        balanced: sample training images with weights ``1 / count(class)`` (default: MedMNIST
+            sets are unbalanced, and a tiny model otherwise drifts to the majority class).
+        flip: random horizontal flips.
+        checkpoint_every: steps between validation + checkpoint.
+        eval_samples: mask-noise draws per validation image.
+        select_metric: validation metric that picks the best checkpoint.
+        mixed_precision: ``auto`` (bf16 on CUDA, none elsewhere), ``no`` or ``bf16``.
+        seed: seed of weights, data order and noise.
+        allow_synthetic: train on the synthetic twin if the real data is unavailable.
+    """
+
+    dataset: str = "pneumoniamnist"
+    size: int = 28
+    image_size: int = 28
+    preset: str = "tiny"
+    mask_mode: str = "rgb"
+    palette_index: str = PAPER_PALETTE_INDEX
+    decoding: str = PAPER_DECODING
+    image_weight: float = DEFAULT_IMAGE_WEIGHT
+    sigma_min: float = SIGMA_MIN
+    beta: float = DEFAULT_BETA
+    steps: int = 600
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 50
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    balanced: bool = True
+    flip: bool = False
+    checkpoint_every: int = 200
+    eval_samples: int = 1
+    select_metric: str = "auc"
+    mixed_precision: str = "auto"
+    seed: int = 0
+    allow_synthetic: bool = False
+
+    def __post_init__(self) -> None:
+        check_task(dataset_info(self.dataset))
+        problems = []
+        if self.preset not in PRESETS and self.preset not in BASELINES:
+            problems.append(f"preset must be one of {tuple(PRESETS) + tuple(BASELINES)}, got {self.preset!r}")
+        for name in ("steps", "batch_size", "checkpoint_every", "eval_samples"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                problems.append(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            problems.append(f"lr must be positive, got {self.lr}")
+        if self.image_size < self.size:
+            problems.append(
+                f"image_size ({self.image_size}) must be >= the file's size ({self.size}); images are padded"
+            )
+        if self.select_metric not in SELECT_METRICS:
+            problems.append(f"select_metric must be one of {SELECT_METRICS}, got {self.select_metric!r}")
+        if self.palette_index not in PALETTE_INDEX:
+            problems.append(f"palette_index must be one of {PALETTE_INDEX}, got {self.palette_index!r}")
+        if self.decoding not in DECODINGS:
+            problems.append(f"decoding must be one of {DECODINGS}, got {self.decoding!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            problems.append(f"mixed_precision must be 'auto', 'no' or 'bf16', got {self.mixed_precision!r}")
+        if problems:
+            raise ValueError("Invalid training configuration: " + "; ".join(problems))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# The allowed values of the TrainConfig fields that take a name (the CLI offers them as choices).
+FIELD_CHOICES = {
+    "size": SIZES,
+    "preset": tuple(PRESETS) + tuple(BASELINES),
+    "mask_mode": MODES,
+    "palette_index": PALETTE_INDEX,
+    "decoding": DECODINGS,
+    "select_metric": SELECT_METRICS,
+    "mixed_precision": MIXED_PRECISION,
+}
+
+
+def config_field_help() -> dict[str, str]:
+    """Each TrainConfig field's description, read from the class docstring's ``Attributes:`` section."""
+    docs, name = {}, None
+    section = TrainConfig.__doc__.split("Attributes:", 1)[1]
+    for line in section.splitlines():
+        head, _, rest = line.strip().partition(": ")
+        if line.startswith(" " * 8) and not line.startswith(" " * 12) and head.isidentifier():
+            name, docs[head] = head, rest
+        elif name and line.strip():
+            docs[name] += " " + line.strip()
+    return docs
+
+
+def course_config(dataset: str, profile: Profile, epochs: int | None = None, **overrides) -> TrainConfig:
+    """The course's standard run of a dataset in a profile (used by the notebooks and benchmarks).
+
+    Both use the paper's masks and decoding (truncated palette index, per-pixel distance).
+    ``fast``: the ``tiny`` UNet at native 28 px, 300 steps of batch 64, lr 1e-3 (CPU minutes).
+    ``full``: the paper's ``paper-pixel`` UNet at 32 px, AdamW 4e-4, batch 64, ``epochs`` epochs
+    of the training split (default :func:`medsymmflow.config.full_epochs`: 100, a tenth of the
+    paper's 1000), warm-up 5 % of the steps, validated every tenth of the run (also when
+    ``steps`` is overridden). ``epochs`` is ignored by ``fast``.
+    """
+    if profile.is_fast:
+        settings = dict(preset="tiny", image_size=28, steps=300, batch_size=64, lr=1e-3, checkpoint_every=150)
+    else:
+        epochs = full_epochs() if epochs is None else epochs
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
+        # warm-up and validation follow the run's length, also when steps are overridden
+        steps = overrides.get("steps", epochs * math.ceil(dataset_info(dataset)["n_samples"]["train"] / 64))
+        settings = dict(
+            preset="paper-pixel",
+            image_size=32,
+            steps=steps,
+            batch_size=64,
+            lr=4e-4,
+            warmup_steps=math.ceil(steps / 20),
+            checkpoint_every=max(steps // 10, 1),
+        )
+    return TrainConfig(dataset=dataset, **{**settings, **overrides})
+
+
+def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> SymmetricFlow | CNNClassifier:
+    """A fresh model: :class:`SymmetricFlow` on a UNet preset, or a baseline :class:`CNNClassifier`."""
+    if config.preset in BASELINES:
+        return CNNClassifier(BASELINES[config.preset](image_channels, n_classes), image_channels, n_classes)
+    channels = image_channels + (3 if config.mask_mode == "rgb" else 1)
+    velocity = VelocityUNet(make_unet(config.preset, channels, sample_size=config.image_size))
+    return SymmetricFlow(
+        velocity,
+        image_channels,
+        n_classes,
+        config.mask_mode,
+        config.image_weight,
+        config.sigma_min,
+        config.beta,
+        config.palette_index,
+        config.decoding,
+    )
+
+
+def config_differences(saved: dict, requested: dict, fields=None) -> list[str]:
+    """``"name: saved -> requested"`` for every field (of ``fields``, default all) that differs."""
+    names = fields or sorted(set(saved) | set(requested))
+    return [
+        f"{n}: {saved.get(n)!r} in the checkpoint, {requested.get(n)!r} requested"
+        for n in names
+        if saved.get(n) != requested.get(n)
+    ]
