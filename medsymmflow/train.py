@@ -164,7 +164,7 @@ class Trainer:
             bar.update(1)
             if ends_interval:
                 self._validate_and_save(float(torch.stack(losses[-self.config.checkpoint_every :]).float().mean()))
-                losses = losses[-LOG_EVERY:]
+                losses = []  # all checked: the next interval starts afresh
         bar.close()
         return TrainResult(
             self.step, self.history, self.best_step, self.best_metrics, self.out_dir / "last", self.out_dir / "best"
