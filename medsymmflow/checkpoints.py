@@ -1,7 +1,7 @@
 """Checkpoints on disk: atomic writes, checkpoint folders, and reading them back.
 
-A weights file (:func:`save_weights`, used by the notebooks) is written to a temporary file
-beside the target and renamed over it when complete; a checkpoint folder (``last/``,
+A weights file (:func:`save_weights`, used by the notebooks) is written atomically
+(:func:`medsymmflow.files.atomic_path`); a checkpoint folder (``last/``,
 ``best/``: ``ema.safetensors``, ``config.json`` and, in ``last/``, the training state) is
 written under a temporary name and swapped in whole (:func:`swap_in`). Either way a crash
 mid-save leaves the previous version loadable.
@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,12 +20,13 @@ from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
 from medsymmflow.config import runs_dir
+from medsymmflow.files import atomic_path
 from medsymmflow.models.baselines import CNNClassifier
 from medsymmflow.models.symmflow import SymmetricFlow
 from medsymmflow.recipes import MODEL_FIELDS, ConfigMismatchError, TrainConfig, build_model, config_differences
 
 # Fields added to TrainConfig after checkpoints were written, with the value those checkpoints used.
-LEGACY_DEFAULTS = {"palette_index": "round", "decoding": "mean_colour"}
+LEGACY_DEFAULTS = {"palette_index": "round", "decoding": "mean_colour", "gray_beta": 2.0}
 
 
 def settings_key(settings: dict) -> str:
@@ -44,16 +44,9 @@ def cached_weights_path(name: str, settings: dict, synthetic: bool) -> Path:
 
 def save_weights(model: nn.Module, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write ``model``'s weights to ``path`` (safetensors), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path) as tmp:
         save_model(model, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    return Path(path)
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:

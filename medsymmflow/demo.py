@@ -9,6 +9,7 @@ from pathlib import Path
 from medsymmflow.checkpoints import load_checkpoint
 from medsymmflow.config import get_device
 from medsymmflow.data import load_dataset
+from medsymmflow.files import write_text_atomic
 from medsymmflow.recipes import TrainConfig
 from medsymmflow.report import evaluate_to_files, sample_grid, summary_line
 from medsymmflow.train import Trainer
@@ -65,6 +66,6 @@ def run_demo(
         f"`checkpoints/`. Total time {seconds:.0f} s.",
     ]
     path = out / "report.md"
-    path.write_text("\n".join(report) + "\n")
+    write_text_atomic(path, "\n".join(report) + "\n")
     say(f"wrote {path} and figures in {seconds:.0f} s")
     return path

@@ -16,11 +16,13 @@ from medsymmflow.config import Profile, full_epochs
 from medsymmflow.data.masks import (
     DECODINGS,
     DEFAULT_BETA,
+    GRAY_BETA,
+    MODE_DECODINGS,
     MODES,
     PALETTE_INDEX,
-    PAPER_DECODING,
     PAPER_PALETTE_INDEX,
     check_task,
+    mask_channels,
 )
 from medsymmflow.data.medmnist import SIZES, dataset_info
 from medsymmflow.flow.paths import SIGMA_MIN
@@ -28,7 +30,7 @@ from medsymmflow.models.baselines import BASELINES, CNNClassifier
 from medsymmflow.models.symmflow import DEFAULT_IMAGE_WEIGHT, SymmetricFlow
 from medsymmflow.models.unet import PRESETS, VelocityUNet, make_unet
 
-MODEL_FIELDS = ("dataset", "size", "image_size", "preset", "mask_mode", "palette_index")
+MODEL_FIELDS = ("dataset", "size", "image_size", "preset", "mask_mode", "palette_index", "gray_beta")
 SELECT_METRICS = ("auc", "acc", "balanced_accuracy")
 MIXED_PRECISION = ("auto", "no", "bf16")
 
@@ -47,16 +49,22 @@ class TrainConfig:
         image_size: model input side (28 runs natively on ``tiny``; 32 pads as the paper).
         preset: UNet preset of MedSymmFlow (``tiny``, ``paper-pixel``, ``paper-latent``), or a
             discriminative baseline trained by the same loop (``resnet18``, ``cnn-small``).
-        mask_mode: ``rgb`` (paper) or ``gray``.
+        mask_mode: ``rgb`` (paper), ``gray`` (the paper's gray ablation) or ``onehot`` (K channels).
         palette_index: ``truncate`` (the official code's) or ``round`` RGB palette entries;
             checkpoints written before this field existed used ``round``.
+        gray_beta: scale of gray masks, levels ``(gray_beta / 2)(2 i / (K - 1) - 1)`` (official 15);
+            checkpoints written before this field existed used 2 (levels in [-1, 1]).
         decoding: how a predicted mask becomes class distances, for validation and evaluation:
-            ``pixel_distance`` (the official code's) or ``mean_colour``; checkpoints written
-            before this field existed used ``mean_colour``. It leaves the training loss unchanged,
-            but validation uses it, so it decides which checkpoint becomes ``best/``.
+            ``auto`` (the mask mode's own: the official code's ``pixel_distance`` for rgb and
+            ``mean_colour`` for gray; ``mean_colour`` for onehot), ``pixel_distance``, ``mean_colour``
+            or ``pixel_vote``;
+            checkpoints written before this field existed used ``mean_colour``. It leaves the
+            training loss unchanged, but validation uses it, so it decides which checkpoint
+            becomes ``best/``.
         image_weight: ``w`` in ``w * MSE_image + (1 - w) * MSE_mask``.
         sigma_min: end width of the path.
-        beta: mask dequantization width (0-255 units).
+        beta: RGB mask dequantization width (0-255 units); gray masks use the paper's width
+            ``(gray_beta / 2) / (K - 1)`` when ``beta > 0``.
         steps: optimizer steps.
         batch_size: images per step, over all processes.
         lr: peak learning rate of AdamW.
@@ -81,7 +89,8 @@ class TrainConfig:
     preset: str = "tiny"
     mask_mode: str = "rgb"
     palette_index: str = PAPER_PALETTE_INDEX
-    decoding: str = PAPER_DECODING
+    gray_beta: float = GRAY_BETA
+    decoding: str = "auto"
     image_weight: float = DEFAULT_IMAGE_WEIGHT
     sigma_min: float = SIGMA_MIN
     beta: float = DEFAULT_BETA
@@ -103,6 +112,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_task(dataset_info(self.dataset))
+        if self.decoding == "auto" and self.mask_mode in MODE_DECODINGS:
+            self.decoding = MODE_DECODINGS[self.mask_mode]
         problems = []
         if self.preset not in PRESETS and self.preset not in BASELINES:
             problems.append(f"preset must be one of {tuple(PRESETS) + tuple(BASELINES)}, got {self.preset!r}")
@@ -111,6 +122,8 @@ class TrainConfig:
                 problems.append(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         if not self.lr > 0:
             problems.append(f"lr must be positive, got {self.lr}")
+        if not self.gray_beta > 0:
+            problems.append(f"gray_beta must be positive, got {self.gray_beta}")
         if self.image_size < self.size:
             problems.append(
                 f"image_size ({self.image_size}) must be >= the file's size ({self.size}); images are padded"
@@ -136,7 +149,7 @@ FIELD_CHOICES = {
     "preset": tuple(PRESETS) + tuple(BASELINES),
     "mask_mode": MODES,
     "palette_index": PALETTE_INDEX,
-    "decoding": DECODINGS,
+    "decoding": ("auto",) + DECODINGS,
     "select_metric": SELECT_METRICS,
     "mixed_precision": MIXED_PRECISION,
 }
@@ -189,7 +202,7 @@ def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> Sym
     """A fresh model: :class:`SymmetricFlow` on a UNet preset, or a baseline :class:`CNNClassifier`."""
     if config.preset in BASELINES:
         return CNNClassifier(BASELINES[config.preset](image_channels, n_classes), image_channels, n_classes)
-    channels = image_channels + (3 if config.mask_mode == "rgb" else 1)
+    channels = image_channels + mask_channels(config.mask_mode, n_classes)
     velocity = VelocityUNet(make_unet(config.preset, channels, sample_size=config.image_size))
     return SymmetricFlow(
         velocity,
@@ -201,6 +214,7 @@ def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> Sym
         config.beta,
         config.palette_index,
         config.decoding,
+        config.gray_beta,
     )
 
 

@@ -13,6 +13,7 @@ import torch
 from medsymmflow import viz
 from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin
 from medsymmflow.evaluate import evaluate_split
+from medsymmflow.files import write_text_atomic
 from medsymmflow.metrics import distance_scores
 from medsymmflow.models.symmflow import SymmetricFlow
 from medsymmflow.provenance import data_identity, provenance
@@ -123,7 +124,7 @@ def evaluate_to_files(
         "decoding": getattr(model, "decoding", None),
         "provenance": {**provenance(), "seed": seed, "data": data_identity(data), "checkpoint_step": meta["step"]},
     }
-    (out_dir / f"metrics_{tag}.json").write_text(json.dumps(result, indent=2))
+    write_text_atomic(out_dir / f"metrics_{tag}.json", json.dumps(result, indent=2))
     _write_figures(out_dir, tag, title, data, metrics, coverage, accuracy, confidence, correct, temperature)
     return result
 
@@ -135,7 +136,7 @@ def _write_figures(out_dir, tag, title, data, metrics, coverage, accuracy, confi
         f"{c:.4f},{a:.4f},{1 - a:.4f}"
         for c, a in zip(coverage[every - 1 :: every], accuracy[every - 1 :: every], strict=True)
     ]
-    (out_dir / f"risk_coverage_{tag}.csv").write_text("\n".join(rows) + "\n")
+    write_text_atomic(out_dir / f"risk_coverage_{tag}.csv", "\n".join(rows) + "\n")
     viz.confusion_figure(metrics["confusion_matrix"], data.class_names, title).savefig(
         out_dir / f"confusion_{tag}.png", dpi=120
     )

@@ -8,7 +8,7 @@ For each dataset and seed:
    validation AUC (the test split is never looked at while training);
 2. classify the test split with one Euler step and **one** mask-noise draw (the paper's
    protocol) and with ``draws`` draws, each with the official decoding (mean over pixels
-   of the per-pixel colour distance) and with the mean-colour variant;
+   of the per-pixel colour distance) and with the mean-colour and pixel-vote variants;
 3. train a discriminative baseline (the ``full`` recipe: torchvision's ResNet-18, 28/32 px
    variant; ``fast``: the small CNN) with the same trainer, data, sampling and number of
    steps, and evaluate it alike (MC dropout for the draws);
@@ -40,6 +40,7 @@ from medsymmflow.course import run_dir, train_or_load
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.data.masks import DECODINGS
 from medsymmflow.evaluate import evaluate_split
+from medsymmflow.files import write_text_atomic
 from medsymmflow.models.symmflow import SymmetricFlow
 from medsymmflow.provenance import provenance
 from medsymmflow.recipes import TrainConfig, course_config
@@ -261,6 +262,6 @@ def reproduce(
         "wall_seconds": {"total": time.perf_counter() - started, **phases},
         "provenance": provenance(),
     }
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    (out_dir / "results.md").write_text(markdown(results))
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2))
+    write_text_atomic(out_dir / "results.md", markdown(results))
     return results

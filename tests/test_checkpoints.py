@@ -42,3 +42,15 @@ def test_cached_weights_are_keyed_by_every_setting_and_the_kind_of_data():
     for name, value in (("lr", 2e-4), ("batch", 64), ("sigma_min", 1e-3), ("seed", 1)):
         assert checkpoints.cached_weights_path("01_image_flow", {**settings, name: value}, False) != path, name
     assert checkpoints.cached_weights_path("01_image_flow", settings, True).name.startswith("01_image_flow-synthetic_")
+
+
+def test_atomic_text_write_replaces_whole_or_not_at_all(tmp_path):
+    from medsymmflow.files import atomic_path, write_text_atomic
+
+    path = write_text_atomic(tmp_path / "a" / "metrics.json", "old")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk full")
+    assert path.read_text() == "old" and [p.name for p in path.parent.iterdir()] == ["metrics.json"]
+    write_text_atomic(path, "new")
+    assert path.read_text() == "new" and [p.name for p in path.parent.iterdir()] == ["metrics.json"]

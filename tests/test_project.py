@@ -82,7 +82,7 @@ def _stub_chapter(path: Path) -> None:
         ),
         nbformat.v4.new_code_cell("n_classes = profile.pick(fast=3, full=5)", metadata={"tags": ["parameters"]}),
         nbformat.v4.new_code_cell(
-            "inline = torch.linspace(-1, 1, n_classes)[:, None]\n"
+            "inline = 7.5 * torch.linspace(-1, 1, n_classes)[:, None]\n"
             "assert torch.allclose(inline, masks.class_colours(n_classes, 'gray'))"
         ),
     ]

@@ -37,9 +37,9 @@ def test_smoke_runs_the_whole_pipeline_on_the_real_data(real_data, tmp_path, cap
     )
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["smoke"] is True and results["synthetic_data"] == {"pneumoniamnist": False}
-    # MedSymmFlow: 2 decodings x (1, 2 draws); ResNet-18: 1 and 2 passes
-    assert len(results["rows"]) == 6 and len(results["summary"]) == 6
-    assert {r["decoding"] for r in results["rows"]} == {"pixel_distance", "mean_colour", None}
+    # MedSymmFlow: 3 decodings x (1, 2 draws); ResNet-18: 1 and 2 passes
+    assert len(results["rows"]) == 8 and len(results["summary"]) == 8
+    assert {r["decoding"] for r in results["rows"]} == {"pixel_distance", "mean_colour", "pixel_vote", None}
     assert all(r["n_images"] == 96 and 0 <= r["acc"] <= 1 and 0 <= r["acc_at_80"] <= 1 for r in results["rows"])
     # majority rule: 390 of the 624 test images are pneumonia
     assert results["majority_rule"]["pneumoniamnist"]["acc"] == pytest.approx(390 / 624)

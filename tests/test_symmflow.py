@@ -38,7 +38,14 @@ class PerfectClassifier(nn.Module):
 
 def test_loss_equals_hand_computation():
     model = SymmetricFlow(
-        Scale(0.5), image_channels=1, n_classes=3, mask_mode="gray", image_weight=0.7, sigma_min=0.1, beta=0.0
+        Scale(0.5),
+        image_channels=1,
+        n_classes=3,
+        mask_mode="gray",
+        image_weight=0.7,
+        sigma_min=0.1,
+        beta=0.0,
+        gray_beta=2.0,
     )
     images = torch.tensor([0.2, -0.4]).reshape(2, 1, 1, 1).expand(2, 1, 2, 2).clone()
     labels = torch.tensor([2, 0])
@@ -102,4 +109,4 @@ def test_generation_starts_from_the_class_mask():
         torch.tensor([0, 2]), size=4, steps=1, return_trajectory=True, generator=torch.Generator().manual_seed(0)
     )
     start_masks = out.trajectory[0][:, 1:]
-    assert torch.equal(start_masks[:, 0, 0, 0], torch.tensor([-1.0, 1.0]))
+    assert torch.equal(start_masks[:, 0, 0, 0], torch.tensor([-7.5, 7.5]))  # the paper's gray levels

@@ -126,6 +126,8 @@ def test_mismatched_configs_are_refused_with_the_differing_fields(tmp_path, data
         ({"lr": -1.0}, "lr must be positive"),
         ({"image_size": 16}, "image_size"),
         ({"select_metric": "f1"}, "select_metric"),
+        ({"gray_beta": 0.0}, "gray_beta must be positive"),
+        ({"decoding": "mode"}, "decoding must be one of"),
         ({"dataset": "pneumonia"}, "Unknown MedMNIST flag"),
     ],
 )
@@ -194,3 +196,22 @@ def test_a_checkpoint_written_before_the_paper_options_existed_loads_as_it_was_t
     assert loaded["config"]["palette_index"] == "round" and model.decoding == "mean_colour"
     assert torch.allclose(model.colours, build_model(legacy, 5, 3).colours)
     assert not torch.allclose(model.colours, build_model(_config(), 5, 3).colours)  # K = 5: they differ
+
+
+def test_a_gray_checkpoint_written_before_the_papers_gray_loads_with_its_levels(tmp_path, data):
+    legacy = _config(steps=3, mask_mode="gray", gray_beta=2.0, decoding="mean_colour")  # levels in [-1, 1]
+    Trainer(legacy, tmp_path, data=data, progress=False).train()
+    meta_path = tmp_path / "best" / "config.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["gray_beta"], meta["config"]["decoding"]
+    meta_path.write_text(json.dumps(meta))
+    model, loaded = load_checkpoint(tmp_path / "best")
+    assert loaded["config"]["gray_beta"] == 2.0 and model.decoding == "mean_colour"
+    assert torch.allclose(model.colours[:, 0], torch.linspace(-1, 1, 5))
+
+
+def test_the_paper_decoding_follows_the_mask_mode():
+    assert _config().decoding == "pixel_distance"
+    assert _config(mask_mode="gray").decoding == "mean_colour"
+    assert _config(mask_mode="gray", decoding="pixel_vote").decoding == "pixel_vote"
+    assert TrainConfig(**_config(mask_mode="gray").to_dict()).decoding == "mean_colour"  # saved resolved

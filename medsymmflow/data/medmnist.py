@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -23,6 +22,7 @@ from medmnist.info import INFO
 from tqdm.auto import tqdm
 
 from medsymmflow.config import project_dir
+from medsymmflow.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -146,12 +146,9 @@ def download(url: str, dest: Path, md5: str, timeout: float = 30.0, progress: bo
         ChecksumError: the downloaded bytes are not the expected file.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(handle, "wb") as out:
-            with urllib.request.urlopen(url, timeout=timeout) as response:
+        with atomic_path(dest, suffix=".part") as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
                 total = int(response.headers.get("Content-Length") or 0) or None
                 written = 0
                 with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress) as bar:
@@ -159,22 +156,19 @@ def download(url: str, dest: Path, md5: str, timeout: float = 30.0, progress: bo
                         out.write(chunk)
                         written += len(chunk)
                         bar.update(len(chunk))
-        if total is not None and written != total:
-            raise DatasetUnavailableError(
-                f"Download of {url} broke off after {written} of {total} bytes; nothing was saved. Try again."
-            )
-        verify_md5(tmp, md5)
-        os.replace(tmp, dest)
-        logger.info("downloaded %s", dest)
-        return dest
+            if total is not None and written != total:
+                raise DatasetUnavailableError(
+                    f"Download of {url} broke off after {written} of {total} bytes; nothing was saved. Try again."
+                )
+            verify_md5(tmp, md5)
     except (TimeoutError, urllib.error.URLError, ConnectionError) as error:
         raise DatasetUnavailableError(
             f"Could not download {dest.name} from {url} ({error}). If this machine is offline, "
             f"fetch the file elsewhere and put it at {dest} (md5 {md5}), or point "
             f"{DATA_ENV} at the folder that holds it. {SYNTHETIC_HINT}"
         ) from error
-    finally:
-        tmp.unlink(missing_ok=True)
+    logger.info("downloaded %s", dest)
+    return dest
 
 
 def fetch(

@@ -26,6 +26,7 @@ from torch import nn
 from medsymmflow.data.masks import (
     DECODINGS,
     DEFAULT_BETA,
+    GRAY_BETA,
     PAPER_DECODING,
     PAPER_PALETTE_INDEX,
     class_colours,
@@ -84,14 +85,16 @@ class SymmetricFlow(nn.Module):
             channels to a velocity of the same shape; kept as ``self.net``.
         image_channels: C of the images (1 gray, 3 RGB).
         n_classes: K.
-        mask_mode: ``"rgb"`` (the paper) or ``"gray"``.
+        mask_mode: ``"rgb"`` (the paper), ``"gray"`` (the paper's gray ablation) or ``"onehot"``.
         image_weight: ``w`` of the loss (0.7 in the paper).
         sigma_min: end width of the linear path.
-        beta: mask dequantization width in 0-255 units (4 in the paper).
+        beta: RGB mask dequantization width in 0-255 units (4 in the paper); gray masks use the
+            paper's width when ``beta > 0``.
         palette_index: ``"truncate"`` (the official code's) or ``"round"`` palette entries.
-        decoding: how :meth:`classify` turns a predicted mask into class distances,
-            ``"pixel_distance"`` (the official code's) or ``"mean_colour"``; an attribute,
-            so one set of weights can be evaluated with either.
+        decoding: how :meth:`classify` turns a predicted mask into class distances, one of
+            :data:`~medsymmflow.data.masks.DECODINGS`; an attribute, so one set of weights can
+            be evaluated with each.
+        gray_beta: scale of gray masks (see :func:`~medsymmflow.data.masks.class_colours`).
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class SymmetricFlow(nn.Module):
         beta: float = DEFAULT_BETA,
         palette_index: str = PAPER_PALETTE_INDEX,
         decoding: str = PAPER_DECODING,
+        gray_beta: float = GRAY_BETA,
     ):
         super().__init__()
         if not 0.0 <= image_weight <= 1.0:
@@ -113,7 +117,7 @@ class SymmetricFlow(nn.Module):
             raise ValueError(f"Unknown decoding {decoding!r}: expected one of {DECODINGS}.")
         self.net = velocity
         self.image_channels = image_channels
-        self.mask_channels = mask_channels(mask_mode)
+        self.mask_channels = mask_channels(mask_mode, n_classes)
         self.n_classes = n_classes
         self.mask_mode = mask_mode
         self.image_weight = image_weight
@@ -121,7 +125,8 @@ class SymmetricFlow(nn.Module):
         self.beta = beta
         self.palette_index = palette_index
         self.decoding = decoding
-        self.register_buffer("colours", class_colours(n_classes, mask_mode, palette_index), persistent=False)
+        self.gray_beta = gray_beta
+        self.register_buffer("colours", class_colours(n_classes, mask_mode, palette_index, gray_beta), persistent=False)
 
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The joint velocity ``v([x_t, y_t], t)``."""
@@ -132,7 +137,14 @@ class SymmetricFlow(nn.Module):
     ) -> torch.Tensor:
         """Semantic masks of ``labels`` at ``size`` px on the model's device."""
         return labels_to_masks(
-            labels.to(self.colours.device), self.n_classes, size, self.mask_mode, beta, generator, self.palette_index
+            labels.to(self.colours.device),
+            self.n_classes,
+            size,
+            self.mask_mode,
+            beta,
+            generator,
+            self.palette_index,
+            self.gray_beta,
         )
 
     def loss(
