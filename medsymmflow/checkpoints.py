@@ -9,18 +9,21 @@ mid-save leaves the previous version loadable.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
 from medsymmflow.config import runs_dir
-from medsymmflow.files import atomic_path
+from medsymmflow.files import atomic_path, check_writable
 from medsymmflow.models.baselines import CNNClassifier
 from medsymmflow.models.symmflow import SymmetricFlow
 from medsymmflow.recipes import MODEL_FIELDS, ConfigMismatchError, TrainConfig, build_model, config_differences
@@ -66,9 +69,45 @@ def checkpoint_dir(path: Path) -> Path:
     raise FileNotFoundError(f"no checkpoint at {path} (expected {path / 'config.json'})")
 
 
+# What can go wrong when a damaged file is read back (torch.load's truncated zip is a RuntimeError).
+DAMAGED = (OSError, EOFError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError, SafetensorError)
+CHECKPOINTS = ("last", "best", "last.old", "best.old")  # the folders a run writes (.old: mid-swap)
+REQUIRED_META = ("config", "step", "n_classes", "image_channels")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is damaged, incomplete or does not fit the model it is loaded into."""
+
+
+def damaged(file: Path, error: BaseException, advice: str = "") -> CheckpointError:
+    """A :class:`CheckpointError` that names the file, what is wrong with it, and what to do."""
+    folder = file.parent
+    advice = advice or (
+        f"Use the run's other checkpoint ({folder.with_name('best' if folder.name.startswith('last') else 'last')}) "
+        "if it is intact, or train again."
+    )
+    return CheckpointError(f"{file} is damaged or incomplete ({type(error).__name__}: {error}). {advice}")
+
+
 def read_checkpoint_meta(path: str | os.PathLike) -> dict:
-    """The ``config.json`` of a checkpoint folder; config fields it predates get the value it was trained with."""
-    meta = json.loads((checkpoint_dir(Path(path)) / "config.json").read_text())
+    """The ``config.json`` of a checkpoint folder; config fields it predates get the value it was trained with.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        CheckpointError: ``config.json`` is not JSON, lacks a required key, or names config
+            fields this version does not know.
+    """
+    file = checkpoint_dir(Path(path)) / "config.json"
+    try:
+        meta = json.loads(file.read_text())
+        missing = [key for key in REQUIRED_META if key not in meta]
+        if missing:
+            raise KeyError(f"missing {', '.join(missing)}")
+        unknown = set(meta["config"]) - {f.name for f in dataclasses.fields(TrainConfig)}
+        if unknown:
+            raise KeyError(f"config fields this medsymmflow does not know: {', '.join(sorted(unknown))}")
+    except DAMAGED as error:
+        raise damaged(file, error) from error
     meta["config"] = {**LEGACY_DEFAULTS, **meta["config"]}
     return meta
 
@@ -88,6 +127,7 @@ def load_checkpoint(
 
     Raises:
         ConfigMismatchError: the saved model fields differ from ``expected``'s.
+        CheckpointError: a file of the checkpoint is damaged or does not fit the model.
     """
     folder = checkpoint_dir(Path(path))
     meta = read_checkpoint_meta(folder)
@@ -97,10 +137,52 @@ def load_checkpoint(
             raise ConfigMismatchError(
                 f"checkpoint {folder} does not match the requested model: " + "; ".join(differences)
             )
-    config = TrainConfig(**meta["config"])
+    try:
+        config = TrainConfig(**meta["config"])
+    except ValueError as error:
+        raise damaged(folder / "config.json", error) from error
     model = build_model(config, meta["n_classes"], meta["image_channels"])
-    model.net.load_state_dict(load_file(folder / "ema.safetensors"))
+    load_state(model.net, folder / "ema.safetensors")
     return model.to(device).eval(), meta
+
+
+def load_state(net: nn.Module, file: Path, advice: str = "") -> None:
+    """Load a safetensors state dict into ``net``; a damaged or mismatched file is a :class:`CheckpointError`."""
+    try:
+        state = load_file(file)
+    except DAMAGED as error:
+        raise damaged(file, error, advice) from error
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).strip().splitlines()]
+        raise CheckpointError(
+            f"{file} does not fit the model that {file.parent / 'config.json'} describes "
+            f"({lines[1] if len(lines) > 1 else lines[0]}): the two come from different runs. "
+            f"{advice or 'Restore the matching files or train again.'}"
+        ) from error
+
+
+def prepare_run(out_dir: Path, config: TrainConfig, resume: bool, overwrite: bool, extend: bool) -> TrainConfig:
+    """Refuse, before any work, an output folder that cannot be written or would lose a run;
+    with ``extend``, the configuration that continues the saved run to ``config.steps``."""
+    check_writable(out_dir)
+    existing = [name for name in CHECKPOINTS if (out_dir / name / "config.json").exists()]
+    if existing and not (resume or overwrite):
+        raise FileExistsError(
+            f"{out_dir} already holds a training run ({', '.join(n + '/' for n in existing)}); continue it with --resume "
+            "(resume=True) or replace it with --overwrite (overwrite=True)"
+        )
+    if resume and not any(name.startswith("last") for name in existing):
+        raise FileNotFoundError(f"nothing to resume: no checkpoint in {out_dir / 'last'}")
+    if extend and not resume:
+        raise ValueError("--extend continues a saved run: use it with --resume")
+    if not extend:
+        return config
+    reached = read_checkpoint_meta(out_dir / "last")["step"]
+    if config.steps <= reached:
+        raise ValueError(f"--extend: steps ({config.steps}) must exceed the step the run reached ({reached})")
+    return dataclasses.replace(config, restart_at=reached)
 
 
 def swap_in(tmp: Path, final: Path) -> None:

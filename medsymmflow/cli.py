@@ -20,6 +20,10 @@ import sys
 from pathlib import Path
 
 from medsymmflow import config
+from medsymmflow.errors import report_errors
+from medsymmflow.files import check_writable
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 
 
 def _course(args: argparse.Namespace) -> int:
@@ -29,7 +33,7 @@ def _course(args: argparse.Namespace) -> int:
         os.environ[config.PROFILE_ENV] = args.profile  # the kernels inherit it
     notebooks = [Path(p) for p in args.notebooks] or find_notebooks(args.folder)
     profile = config.profile().name
-    out_dir = Path(args.out) / profile
+    out_dir = check_writable(Path(args.out) / profile)
     print(f"Running {len(notebooks)} notebook(s) in the {profile!r} profile -> {out_dir}", flush=True)
     failures = 0
     total = 0.0
@@ -49,18 +53,25 @@ def _train_config(args: argparse.Namespace):
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    if args.recipe:
-        return course_config(given.pop("dataset", TrainConfig.dataset), config.Profile(args.recipe), **given)
-    return TrainConfig(**given)
+    dataset = given.pop("dataset", TrainConfig.dataset)
+
+    def make(**settings) -> TrainConfig:
+        if args.recipe:
+            return course_config(dataset, config.Profile(args.recipe), **settings)
+        return TrainConfig(dataset=dataset, **settings)
+
+    if "size" in given and "image_size" not in given:  # a larger file alone brings its own input size
+        given["image_size"] = max(given["size"], make().image_size)
+    return make(**given)
 
 
 def _train(args: argparse.Namespace) -> int:
+    from medsymmflow.checkpoints import prepare_run
     from medsymmflow.data import load_dataset
     from medsymmflow.train import Trainer
 
     train_config = _train_config(args)
-    if args.resume and not (Path(args.out) / "last").exists() and not (Path(args.out) / "last.old").exists():
-        raise FileNotFoundError(f"--resume: no checkpoint in {args.out}/last to resume from")
+    prepare_run(Path(args.out), train_config, args.resume, args.overwrite, args.extend)  # before any work
     data = load_dataset(
         train_config.dataset,
         train_config.size,
@@ -68,7 +79,9 @@ def _train(args: argparse.Namespace) -> int:
         allow_synthetic=train_config.allow_synthetic,
         seed=train_config.seed,
     )
-    trainer = Trainer(train_config, args.out, data=data, resume=args.resume)
+    trainer = Trainer(
+        train_config, args.out, data=data, resume=args.resume, overwrite=args.overwrite, extend=args.extend
+    )
     result = trainer.train()
     if trainer.accelerator.is_main_process:
         print(json.dumps({"step": result.step, "best_step": result.best_step, "history": result.history}, indent=2))
@@ -79,9 +92,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     from medsymmflow.checkpoints import load_checkpoint
     from medsymmflow.report import data_for_checkpoint, evaluate_to_files, summary_line
 
-    model, meta = load_checkpoint(args.checkpoint, device=config.get_device())
+    checkpoint = Path(args.checkpoint)
+    out_dir = check_writable(args.out or checkpoint.parent / f"evaluation_{checkpoint.name}")
+    model, meta = load_checkpoint(checkpoint, device=config.get_device())
     data = data_for_checkpoint(meta, args.data_root)
-    out_dir = Path(args.out or Path(args.checkpoint) / "evaluation")
     result = evaluate_to_files(
         model, meta, data, args.split, out_dir, args.n_samples, args.steps, args.solver, args.seed
     )
@@ -94,9 +108,13 @@ def _sample(args: argparse.Namespace) -> int:
     from medsymmflow.checkpoints import load_checkpoint
     from medsymmflow.report import sample_grid
 
+    out = Path(args.out)
+    if out.is_dir() or out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"--out {out} must name an image file ending in one of {', '.join(IMAGE_SUFFIXES)}")
+    check_writable(out.parent)
     model, meta = load_checkpoint(args.checkpoint, device=config.get_device())
     classes = [args.class_index] if args.class_index is not None else list(range(meta["n_classes"]))
-    path = sample_grid(model, meta, classes, args.n, Path(args.out), args.steps, args.solver, args.seed)
+    path = sample_grid(model, meta, classes, args.n, out, args.steps, args.solver, args.seed)
     print(f"wrote {path}")
     return 0
 
@@ -104,7 +122,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from medsymmflow.demo import run_demo
 
-    run_demo(args.dataset, args.steps, args.seed, Path(args.out), args.resume, args.data_root, say=_say)
+    run_demo(args.dataset, args.steps, args.seed, Path(args.out), args.overwrite, args.data_root, say=_say)
     return 0
 
 
@@ -125,7 +143,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         smoke=args.smoke,
         data_root=args.data_root,
     )
-    out = Path(args.out)
+    out = check_writable(args.out)
     models = Path(args.models) if args.models else (out / "models" if args.smoke else None)
     try:
         results = reproduce(
@@ -158,6 +176,24 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             )
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+class _Commands:
+    """``add_subparsers()`` whose every command also takes the common flags (``--debug``)."""
+
+    def __init__(self, subparsers, common: argparse.ArgumentParser):
+        self.subparsers, self.common = subparsers, common
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        return self.subparsers.add_parser(name, parents=[self.common], **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from medsymmflow import __version__
     from medsymmflow.demo import DEMO_STEPS
@@ -167,7 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="medsymmflow", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"medsymmflow {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (also: MEDSYMMFLOW_DEBUG=1)"
+    )
+    commands = _Commands(parser.add_subparsers(dest="command", required=True), common)
 
     train = commands.add_parser(
         "train",
@@ -183,6 +223,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(train)
     train.add_argument("--out", required=True, help="output folder (checkpoints last/ and best/)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/last")
+    train.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (otherwise refused)")
+    train.add_argument(
+        "--extend",
+        action="store_true",
+        help="with --resume and a larger --steps: train past the run's steps; the learning rate follows a new "
+        "cosine from --lr down to 0 from the resumed step",
+    )
     train.add_argument("--data-root", help="folder of the MedMNIST files (default: MEDSYMMFLOW_DATA or data/medmnist)")
     train.set_defaults(run=_train)
 
@@ -190,31 +237,33 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("checkpoint", help="a checkpoint folder (…/best or …/last)")
     evaluate.add_argument("--split", choices=("train", "val", "test"), default="test")
     evaluate.add_argument(
-        "--n-samples", dest="n_samples", type=int, default=1, help="mask-noise draws averaged per image"
+        "--n-samples", dest="n_samples", type=_positive, default=1, help="mask-noise draws averaged per image"
     )
-    evaluate.add_argument("--steps", type=int, default=1, help="solver steps from t = 1 to 0 (paper: 1)")
+    evaluate.add_argument("--steps", type=_positive, default=1, help="solver steps from t = 1 to 0 (paper: 1)")
     evaluate.add_argument("--solver", choices=SOLVERS, default="euler")
     evaluate.add_argument("--seed", type=int, default=0)
-    evaluate.add_argument("--out", help="output folder (default CHECKPOINT/evaluation)")
+    evaluate.add_argument("--out", help="output folder (default: evaluation_<last|best> beside the checkpoint)")
     evaluate.add_argument("--data-root")
     evaluate.set_defaults(run=_evaluate)
 
     sample = commands.add_parser("sample", help="generate images of a class as a PNG grid")
     sample.add_argument("checkpoint")
     sample.add_argument("--class", dest="class_index", type=int, help="class index (default: every class)")
-    sample.add_argument("--n", type=int, default=8, help="images per class")
-    sample.add_argument("--steps", type=int, default=25)
+    sample.add_argument("--n", type=_positive, default=8, help="images per class")
+    sample.add_argument("--steps", type=_positive, default=25)
     sample.add_argument("--solver", choices=SOLVERS, default="euler")
     sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--out", default="samples.png")
+    sample.add_argument("--out", default="samples.png", help="image file (.png, .jpg, .pdf or .svg)")
     sample.set_defaults(run=_sample)
 
     demo = commands.add_parser("demo", help="train the tiny model, classify the test split, generate, write a report")
     demo.add_argument("--dataset", default="pneumoniamnist")
-    demo.add_argument("--steps", type=int, default=DEMO_STEPS, help="training steps (default %(default)s)")
+    demo.add_argument("--steps", type=_positive, default=DEMO_STEPS, help="training steps (default %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--resume", action="store_true", help="continue an interrupted demo")
+    demo.add_argument(
+        "--overwrite", action="store_true", help="retrain from scratch (default: continue or reuse the run in OUT)"
+    )
     demo.add_argument("--data-root")
     demo.set_defaults(run=_demo)
 
@@ -223,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     course.add_argument("--folder", default="notebooks", help="folder of the chapters (default: notebooks)")
     course.add_argument("--out", default="runs/course", help="where executed .ipynb and .html copies go")
     course.add_argument("--profile", choices=config.PROFILES, help="override MEDSYMMFLOW_PROFILE")
-    course.add_argument("--timeout", type=int, default=3600, help="seconds allowed per cell")
+    course.add_argument("--timeout", type=_positive, default=3600, help="seconds allowed per cell")
     course.set_defaults(run=_course)
     from medsymmflow.reproduce import DEFAULT_DATASETS, Settings
 
@@ -236,11 +285,14 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument("--seeds", nargs="+", type=int, default=[0], help="one run per seed; tables show mean ± std")
     reproduce.add_argument(
         "--epochs",
-        type=int,
+        type=_positive,
         help=f"training epochs (default: {config.EPOCHS_ENV} or {config.FULL_EPOCHS}; the paper: {config.PAPER_EPOCHS})",
     )
     reproduce.add_argument(
-        "--draws", type=int, default=Settings.draws, help="mask-noise draws of the second evaluation (the paper: 1)"
+        "--draws",
+        type=_positive,
+        default=Settings.draws,
+        help="mask-noise draws of the second evaluation (the paper: 1)",
     )
     reproduce.add_argument(
         "--time-budget",
@@ -274,19 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from medsymmflow.data import DataError
-    from medsymmflow.recipes import ConfigMismatchError
-
+    """Run one command; failures end in one line and an exit code (see :mod:`medsymmflow.errors`)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    for name in ("n", "n_samples", "steps", "epochs", "draws"):
-        if getattr(args, name, None) is not None and getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    try:
-        return args.run(args)
-    except (ValueError, FileNotFoundError, DataError, ConfigMismatchError) as error:
-        print(f"medsymmflow {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    return report_errors(args.command, lambda: args.run(args), args.debug)
 
 
 if __name__ == "__main__":

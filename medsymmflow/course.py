@@ -55,7 +55,8 @@ def train_or_load(
     except FileNotFoundError:  # never started
         finished = None
     if not finished:  # a run killed after its first validation has a best/ but must still resume to config.steps
-        Trainer(config, folder, data=data, resume=finished is not None, progress=progress).train()
+        resume = finished is not None
+        Trainer(config, folder, data=data, resume=resume, overwrite=not resume, progress=progress).train()
     return load_checkpoint(folder / "best", expected=config, device=get_device())
 
 

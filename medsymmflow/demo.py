@@ -10,7 +10,7 @@ from medsymmflow.checkpoints import load_checkpoint
 from medsymmflow.config import get_device
 from medsymmflow.data import load_dataset
 from medsymmflow.files import write_text_atomic
-from medsymmflow.recipes import TrainConfig
+from medsymmflow.recipes import ConfigMismatchError, TrainConfig
 from medsymmflow.report import evaluate_to_files, sample_grid, summary_line
 from medsymmflow.train import Trainer
 
@@ -21,10 +21,12 @@ DEMO_DRAWS = 8  # the demo's second evaluation averages the class distances over
 
 
 def run_demo(
-    dataset: str, steps: int, seed: int, out: Path, resume: bool = False, data_root=None, say=logger.info
+    dataset: str, steps: int, seed: int, out: Path, overwrite: bool = False, data_root=None, say=logger.info
 ) -> Path:
     """The demo: train the tiny model, pick the checkpoint on validation, classify the test split with
     one and with ``DEMO_DRAWS`` noise draws, generate every class, and write ``out/report.md``.
+
+    A run already in ``out`` is continued (or, when finished, reused) unless ``overwrite``.
 
     ``say`` receives one line per stage (the CLI prints them). Returns the report's path.
     """
@@ -37,7 +39,16 @@ def run_demo(
         else "real data, md5 verified"
     )
     say(f"MedSymmFlow demo: {data.title} ({banner})")
-    result = Trainer(train_config, out / "checkpoints", data=data, resume=resume).train()
+    folder = out / "checkpoints"
+    resume = not overwrite and any((folder / name / "config.json").exists() for name in ("last", "last.old"))
+    try:
+        result = Trainer(train_config, folder, data=data, resume=resume, overwrite=overwrite).train()
+    except ConfigMismatchError as error:
+        raise ConfigMismatchError(
+            f"the demo in {out} was run with other settings ({'; '.join(error.differences)}): "
+            "use another --out, or --overwrite to replace it",
+            error.differences,
+        ) from error
     model, meta = load_checkpoint(result.best_dir, device=get_device())
     say(
         f"trained {result.step} steps in {time.perf_counter() - start:.0f} s; best validation checkpoint: step {result.best_step}"

@@ -9,6 +9,10 @@ from medsymmflow.models.baselines import CNNClassifier
 from medsymmflow.models.symmflow import Classification, SymmetricFlow
 
 
+class NonFiniteError(FloatingPointError):
+    """A loss, the weights or the model's outputs became NaN or infinite."""
+
+
 def evaluate_split(
     model: SymmetricFlow | CNNClassifier,
     images: torch.Tensor,
@@ -26,6 +30,9 @@ def evaluate_split(
         ``(metrics, classification)``: the classification of every image (labels, distances
         averaged over the draws, the draws' distances and, for MedSymmFlow, the mean
         predicted masks), on the CPU.
+
+    Raises:
+        NonFiniteError: the model's class distances (or logits) are NaN or infinite.
     """
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -39,4 +46,6 @@ def evaluate_split(
         torch.cat([p.sample_distances for p in parts], dim=1).cpu(),
         None if parts[0].masks is None else torch.cat([p.masks for p in parts]).cpu(),
     )
+    if not bool(torch.isfinite(result.distances).all()):
+        raise NonFiniteError("the model's outputs are NaN or infinite: its weights have diverged")
     return classification_metrics(labels.numpy(), distance_scores(result.distances).numpy(), task), result

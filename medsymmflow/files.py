@@ -37,3 +37,24 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and prove a file can be written in it, before any work starts.
+
+    Raises:
+        NotADirectoryError: ``folder`` (or a parent) is a file.
+        PermissionError: the folder cannot be created or written (read-only disk, permissions).
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} is a file, not a folder; choose another output folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except (FileExistsError, NotADirectoryError) as error:
+        raise NotADirectoryError(f"cannot create {folder}: {error.filename} is a file, not a folder") from error
+    except OSError as error:
+        raise PermissionError(f"cannot write to {folder}: {error.strerror or error}") from error
+    return folder

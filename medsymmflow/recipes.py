@@ -35,8 +35,28 @@ SELECT_METRICS = ("auc", "acc", "balanced_accuracy")
 MIXED_PRECISION = ("auto", "no", "bf16")
 
 
+# Closed ranges of the numeric TrainConfig fields that have one (math.inf: no upper bound).
+RANGES = (
+    ("image_weight", 0.0, 1.0),
+    ("sigma_min", 0.0, 0.5),
+    ("beta", 0.0, 127.5),
+    ("weight_decay", 0.0, math.inf),
+    ("warmup_steps", 0, math.inf),
+    ("ema_decay", 0.0, 0.999999),
+    ("grad_clip", 0.0, math.inf),
+    ("seed", 0, 2**63 - 1),
+)
+
+
 class ConfigMismatchError(ValueError):
-    """A checkpoint was made with a different configuration than the one requested."""
+    """A checkpoint was made with a different configuration than the one requested.
+
+    ``differences`` lists them as :func:`config_differences` words them.
+    """
+
+    def __init__(self, message: str, differences: list[str] | None = None):
+        super().__init__(message)
+        self.differences = differences or []
 
 
 @dataclass
@@ -70,6 +90,8 @@ class TrainConfig:
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up before the cosine decay.
+        restart_at: 0, or the step from which a run extended past its first ``steps`` (``train
+            --resume --extend``) follows a new cosine from the peak ``lr`` down to 0 at ``steps``.
         ema_decay: EMA decay (diffusers' EMAModel warms it up as ``(1 + n) / (10 + n)``).
         grad_clip: max gradient norm (0 disables clipping).
         balanced: sample training images with weights ``1 / count(class)`` (default: MedMNIST
@@ -99,6 +121,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 50
+    restart_at: int = 0
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     balanced: bool = True
@@ -124,6 +147,12 @@ class TrainConfig:
             problems.append(f"lr must be positive, got {self.lr}")
         if not self.gray_beta > 0:
             problems.append(f"gray_beta must be positive, got {self.gray_beta}")
+        for name, low, high in RANGES:
+            value = getattr(self, name)
+            if not low <= value <= high:
+                problems.append(f"{name} must lie in [{low}, {high}], got {value}")
+        if not 0 <= self.restart_at < self.steps:
+            problems.append(f"restart_at must lie in [0, steps), got {self.restart_at}")
         if self.image_size < self.size:
             problems.append(
                 f"image_size ({self.image_size}) must be >= the file's size ({self.size}); images are padded"
@@ -226,3 +255,21 @@ def config_differences(saved: dict, requested: dict, fields=None) -> list[str]:
         for n in names
         if saved.get(n) != requested.get(n)
     ]
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """The learning rate at ``step`` as a fraction of ``config.lr``.
+
+    Linear warm-up ``step / warmup`` for ``step < warmup``, then the cosine decay
+    ``0.5 (1 + cos(pi (step - warmup) / (steps - warmup)))`` down to 0 at ``steps`` (diffusers'
+    ``get_cosine_schedule_with_warmup``, which the tests check it against). An extended run
+    (``restart_at > 0``) follows, from ``restart_at`` on, a new cosine without warm-up:
+    ``0.5 (1 + cos(pi (step - restart_at) / (steps - restart_at)))``.
+    """
+    start, warmup = (
+        (config.restart_at, 0) if config.restart_at and step >= config.restart_at else (0, config.warmup_steps)
+    )
+    if step < start + warmup:
+        return (step - start) / max(1, warmup)
+    progress = (step - start - warmup) / max(1, config.steps - start - warmup)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))

@@ -15,6 +15,7 @@ checkpoint and resumed ends with the same weights as the uninterrupted run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -25,24 +26,38 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from medsymmflow import __version__
-from medsymmflow.checkpoints import checkpoint_dir, read_checkpoint_meta, swap_in
+from medsymmflow.checkpoints import (
+    DAMAGED,
+    checkpoint_dir,
+    damaged,
+    load_state,
+    prepare_run,
+    read_checkpoint_meta,
+    swap_in,
+)
 from medsymmflow.data import MedMNISTData, load_dataset
-from medsymmflow.evaluate import evaluate_split
-from medsymmflow.recipes import ConfigMismatchError, TrainConfig, build_model, config_differences
+from medsymmflow.evaluate import NonFiniteError, evaluate_split
+from medsymmflow.recipes import ConfigMismatchError, TrainConfig, build_model, config_differences, lr_factor
 
 logger = logging.getLogger(__name__)
 
 LOG_EVERY = 50  # steps between reads of the loss (each read waits for the device)
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+EXTENDABLE = ("steps", "restart_at", "warmup_steps", "checkpoint_every")  # may change with --extend
+
+
+class NonFiniteLossError(NonFiniteError):
+    """The training loss, the weights or the validation outputs became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the message says where it stopped and what is saved."""
 
 
 @dataclass
@@ -66,6 +81,10 @@ class Trainer:
         data: the dataset (default: loaded from ``config``).
         resume: continue from ``out_dir/last`` (its config must equal ``config``).
         progress: show a tqdm progress bar.
+        overwrite: let this run replace checkpoints already in ``out_dir`` (otherwise refused).
+        extend: with ``resume``, continue a run past the steps it was started with, up to
+            ``config.steps``: from the resumed step the learning rate follows a new cosine
+            (``restart_at``, see :func:`~medsymmflow.recipes.lr_factor`).
     """
 
     def __init__(
@@ -75,10 +94,12 @@ class Trainer:
         data: MedMNISTData | None = None,
         resume: bool = False,
         progress: bool = True,
+        overwrite: bool = False,
+        extend: bool = False,
     ):
-        self.config = config
         self.out_dir = Path(out_dir)
         self.progress = progress
+        self.config = config = prepare_run(self.out_dir, config, resume, overwrite, extend)
         self.data = data or load_dataset(
             config.dataset, config.size, allow_synthetic=config.allow_synthetic, seed=config.seed
         )
@@ -94,7 +115,7 @@ class Trainer:
         optimizer = torch.optim.AdamW(model.net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         model.net, self.optimizer = self.accelerator.prepare(model.net, optimizer)
         self.model = model.to(device)
-        self.scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup_steps, config.steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, self.config))
         self.ema = EMAModel(self._parameters(), decay=config.ema_decay, foreach=True)
         self.data_generator = torch.Generator().manual_seed(config.seed)
         self.noise_generator = torch.Generator(device=device).manual_seed(
@@ -102,6 +123,12 @@ class Trainer:
         )
         self.step, self.history, self.best_step, self.best_metrics = 0, [], 0, {}
 
+        n_train = len(self.data.labels("train"))
+        if config.batch_size > n_train:
+            raise ValueError(
+                f"batch_size {config.batch_size} exceeds the {n_train} training images of {config.dataset}; "
+                f"pick at most {n_train}."
+            )
         self.train_images, self.train_labels = self.data.tensors("train", config.image_size)
         self.val_images, self.val_labels = self.data.tensors("val", config.image_size)
         counts = torch.bincount(self.train_labels, minlength=self.data.n_classes).double()
@@ -111,7 +138,7 @@ class Trainer:
             else torch.ones(len(self.train_labels), dtype=torch.float64)
         )
         if resume:
-            self._load_state(self.out_dir / "last")
+            self._load_state(self.out_dir / "last", extend)
 
     def _parameters(self):
         return self.accelerator.unwrap_model(self.model.net).parameters()
@@ -142,6 +169,19 @@ class Trainer:
             disable=not (self.progress and self.accelerator.is_main_process),
             mininterval=1.0,
         )
+        try:
+            self._loop(until, bar)
+        except KeyboardInterrupt as interrupt:
+            raise TrainingInterrupted(
+                f"interrupted at step {self.step} of {self.config.steps}; {self._saved()}"
+            ) from interrupt
+        finally:
+            bar.close()
+        return TrainResult(
+            self.step, self.history, self.best_step, self.best_metrics, self.out_dir / "last", self.out_dir / "best"
+        )
+
+    def _loop(self, until: int, bar: tqdm) -> None:
         losses = []  # on the device: reading a loss waits for the GPU, so it is read only every LOG_EVERY steps
         while self.step < until:
             images, labels = self._batch()
@@ -165,10 +205,6 @@ class Trainer:
             if ends_interval:
                 self._validate_and_save(float(torch.stack(losses[-self.config.checkpoint_every :]).float().mean()))
                 losses = []  # all checked: the next interval starts afresh
-        bar.close()
-        return TrainResult(
-            self.step, self.history, self.best_step, self.best_metrics, self.out_dir / "last", self.out_dir / "best"
-        )
 
     def _check_finite(self, recent: list[torch.Tensor]) -> None:
         """Raise before the optimizer step if any of the last steps' losses is NaN or infinite."""
@@ -177,10 +213,8 @@ class Trainer:
         if not bool(finite.all()):
             first = int((~finite).nonzero()[0])
             step = self.step + 1 - len(recent) + 1 + first
-            last = self.out_dir / "last"
             raise NonFiniteLossError(
-                f"the training loss became {values[first].item()} at step {step}; training stopped. "
-                f"The last good checkpoint ({last}, step {self._saved_step(last)}) was left untouched. "
+                f"the training loss became {values[first].item()} at step {step}; training stopped; {self._saved()}. "
                 "Lower the learning rate or check the data for NaNs."
             )
 
@@ -190,14 +224,20 @@ class Trainer:
         self.ema.store(parameters)
         self.ema.copy_to(parameters)
         self.model.eval()
-        metrics, _ = evaluate_split(
-            self.model,
-            self.val_images,
-            self.val_labels,
-            self.data.info["task"],
-            self.config.eval_samples,
-            seed=self.config.seed,
-        )
+        try:
+            metrics, _ = evaluate_split(
+                self.model,
+                self.val_images,
+                self.val_labels,
+                self.data.info["task"],
+                self.config.eval_samples,
+                seed=self.config.seed,
+            )
+        except NonFiniteError as error:
+            raise NonFiniteLossError(
+                f"validation at step {self.step} failed: {error}; training stopped; {self._saved()}. "
+                f"Lower the learning rate (now {self.config.lr})."
+            ) from error
         self.ema.restore(parameters)
         self.model.train()
         record = {
@@ -264,28 +304,48 @@ class Trainer:
             swap_in(tmp, final)
         accelerator.wait_for_everyone()
 
-    def _saved_step(self, folder: Path):
+    def _saved(self) -> str:
+        """What a stopped run leaves behind, for its error message."""
+        last = self.out_dir / "last"
         try:
-            return read_checkpoint_meta(folder)["step"]
+            return f"the last checkpoint, {last}, holds step {read_checkpoint_meta(last)['step']} and is intact"
         except FileNotFoundError:
-            return "none saved yet"
+            return "no checkpoint was saved yet"
 
-    def _load_state(self, last: Path) -> None:
+    def _load_state(self, last: Path, extend: bool) -> None:
         folder = checkpoint_dir(last)
         meta = read_checkpoint_meta(folder)
-        differences = config_differences(meta["config"], self.config.to_dict())
+        fields = [f.name for f in dataclasses.fields(TrainConfig) if not (extend and f.name in EXTENDABLE)]
+        differences = config_differences(meta["config"], self.config.to_dict(), fields)
         if differences:
             raise ConfigMismatchError(
-                f"cannot resume from {folder}: its configuration differs: " + "; ".join(differences)
+                f"cannot resume from {folder}: its configuration differs: {'; '.join(differences)}"
+                + ("" if extend else ". To train past its steps add --extend; to start afresh, --overwrite"),
+                differences,
             )
-        self.accelerator.unwrap_model(self.model.net).load_state_dict(load_file(folder / "model.safetensors"))
-        state = torch.load(folder / "training_state.pt", weights_only=True)
+        advice = (
+            f"The run cannot be resumed from it: evaluate {self.out_dir / 'best'} if it is intact, "
+            "or start the run again with --overwrite."
+        )
+        load_state(self.accelerator.unwrap_model(self.model.net), folder / "model.safetensors", advice)
+        self._restore(folder / "training_state.pt", advice, self._apply_training_state)
+        rng = folder / f"rng_{self.accelerator.process_index}.pt"
+        self._restore(rng, advice, lambda state: self.noise_generator.set_state(state["noise"]))
+        self.step, self.history = meta["step"], meta["history"]
+        self.best_step = meta["best_step"]
+
+    @staticmethod
+    def _restore(file: Path, advice: str, apply) -> None:
+        """``apply`` the tensors saved in ``file``; a damaged file is a :class:`CheckpointError`."""
+        try:
+            apply(torch.load(file, weights_only=True))
+        except DAMAGED as error:
+            raise damaged(file, error, advice) from error
+
+    def _apply_training_state(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.ema.load_state_dict(state["ema"])
         self.ema.to(self.accelerator.device)
         self.data_generator.set_state(state["data_generator"])
-        rng = torch.load(folder / f"rng_{self.accelerator.process_index}.pt", weights_only=True)
-        self.noise_generator.set_state(rng["noise"])
-        self.step, self.history = meta["step"], meta["history"]
-        self.best_step, self.best_metrics = meta["best_step"], state["best_metrics"]
+        self.best_metrics = state["best_metrics"]

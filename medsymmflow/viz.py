@@ -78,12 +78,16 @@ def class_balance(datasets: list[MedMNISTData]) -> plt.Figure:
 
 
 def palette_strips(class_counts: range, mode: str = "rgb") -> plt.Figure:
-    """One strip of class colours per K: what each class's semantic mask looks like."""
+    """One strip of class colours per K: what each class's semantic mask looks like
+    (gray levels, on the paper's ±7.5 scale, drawn from black to white)."""
+    if mode == "onehot":
+        raise ValueError("one-hot masks have K channels, not a colour: there is no strip to draw")
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(class_counts) + 0.6))
     widest = max(class_counts)
     canvas = np.ones((len(class_counts), widest, 3))
     for row, k in enumerate(class_counts):
-        colours = (class_colours(k, mode).numpy() + 1) / 2
+        colours = class_colours(k, mode).numpy()
+        colours = (colours / np.abs(colours).max() + 1) / 2
         canvas[row, :k] = colours if colours.shape[1] == 3 else np.repeat(colours, 3, axis=1)
     ax.imshow(canvas, aspect="auto")
     ax.set_yticks(range(len(class_counts)))

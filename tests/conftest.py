@@ -14,6 +14,24 @@ from medsymmflow.data import DatasetUnavailableError, load_medmnist
 REQUIRE_REAL = os.environ.get("MEDSYMMFLOW_REQUIRE_REAL_DATA") == "1"
 
 
+def tiny_train(data_root, steps: int = 2) -> list[str]:
+    """``medsymmflow train`` arguments of a tiny run on BreastMNIST's synthetic twin (add ``--out``)."""
+    return [
+        "train",
+        "--dataset",
+        "breastmnist",
+        "--steps",
+        str(steps),
+        "--batch-size",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--allow-synthetic",
+        "--data-root",
+        str(data_root),
+    ]
+
+
 @pytest.fixture(scope="session")
 def real_data():
     """Load a real dataset by flag; skip if unavailable, fail when CI requires the files."""

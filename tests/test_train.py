@@ -104,7 +104,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, da
         return parts
 
     monkeypatch.setattr(trainer.model, "loss", nan_loss)
-    with pytest.raises(NonFiniteLossError, match=r"became nan at step 4.*step 3\) was left untouched"):
+    with pytest.raises(NonFiniteLossError, match=r"became nan at step 4.*holds step 3 and is intact"):
         trainer.train()
     after = _weights(tmp_path / "last")
     assert all(torch.equal(good[f][k], after[f][k]) for f in good for k in good[f])

@@ -187,7 +187,13 @@ def fetch(
     """
     name = file_name(flag, size)
     url, md5 = remote(flag, size)
-    path = data_root(root) / name
+    folder = data_root(root)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(
+            f"the data root {folder} is a file, not a folder: point --data-root (or {DATA_ENV}) "
+            "at the folder that holds (or will hold) the MedMNIST .npz files."
+        )
+    path = folder / name
     if not path.exists():
         if not download_missing:
             raise DatasetUnavailableError(
