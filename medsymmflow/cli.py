@@ -14,147 +14,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
-import os
 import sys
-from pathlib import Path
 
-from medsymmflow import config
+from medsymmflow import commands, config
 from medsymmflow.errors import report_errors
-from medsymmflow.files import check_writable
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
-
-
-def _course(args: argparse.Namespace) -> int:
-    from medsymmflow.course import find_notebooks, run_notebook
-
-    if args.profile:
-        os.environ[config.PROFILE_ENV] = args.profile  # the kernels inherit it
-    notebooks = [Path(p) for p in args.notebooks] or find_notebooks(args.folder)
-    profile = config.profile().name
-    out_dir = check_writable(Path(args.out) / profile)
-    print(f"Running {len(notebooks)} notebook(s) in the {profile!r} profile -> {out_dir}", flush=True)
-    failures = 0
-    total = 0.0
-    for notebook in notebooks:
-        run = run_notebook(notebook, out_dir, timeout=args.timeout)
-        total += run.seconds
-        status = "ok" if run.ok else f"FAILED: {run.error}"
-        failures += not run.ok
-        print(f"{notebook.name:<48} {run.seconds:8.1f} s  {status}", flush=True)
-    print(f"{'total':<48} {total:8.1f} s  {len(notebooks) - failures} ok, {failures} failed")
-    return 1 if failures else 0
-
-
-def _train_config(args: argparse.Namespace):
-    """The flags given, on top of ``--recipe``'s configuration when one is named."""
-    from medsymmflow.recipes import TrainConfig, course_config
-
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
-    dataset = given.pop("dataset", TrainConfig.dataset)
-
-    def make(**settings) -> TrainConfig:
-        if args.recipe:
-            return course_config(dataset, config.Profile(args.recipe), **settings)
-        return TrainConfig(dataset=dataset, **settings)
-
-    if "size" in given and "image_size" not in given:  # a larger file alone brings its own input size
-        given["image_size"] = max(given["size"], make().image_size)
-    return make(**given)
-
-
-def _train(args: argparse.Namespace) -> int:
-    from medsymmflow.checkpoints import prepare_run
-    from medsymmflow.data import load_dataset
-    from medsymmflow.train import Trainer
-
-    train_config = _train_config(args)
-    prepare_run(Path(args.out), train_config, args.resume, args.overwrite, args.extend)  # before any work
-    data = load_dataset(
-        train_config.dataset,
-        train_config.size,
-        root=args.data_root,
-        allow_synthetic=train_config.allow_synthetic,
-        seed=train_config.seed,
-    )
-    trainer = Trainer(
-        train_config, args.out, data=data, resume=args.resume, overwrite=args.overwrite, extend=args.extend
-    )
-    result = trainer.train()
-    if trainer.accelerator.is_main_process:
-        print(json.dumps({"step": result.step, "best_step": result.best_step, "history": result.history}, indent=2))
-    return 0
-
-
-def _evaluate(args: argparse.Namespace) -> int:
-    from medsymmflow.checkpoints import load_checkpoint
-    from medsymmflow.report import data_for_checkpoint, evaluate_to_files, summary_line
-
-    checkpoint = Path(args.checkpoint)
-    out_dir = check_writable(args.out or checkpoint.parent / f"evaluation_{checkpoint.name}")
-    model, meta = load_checkpoint(checkpoint, device=config.get_device())
-    data = data_for_checkpoint(meta, args.data_root)
-    result = evaluate_to_files(
-        model, meta, data, args.split, out_dir, args.n_samples, args.steps, args.solver, args.seed
-    )
-    print(summary_line(result))
-    print(f"wrote {out_dir}")
-    return 0
-
-
-def _sample(args: argparse.Namespace) -> int:
-    from medsymmflow.checkpoints import load_checkpoint
-    from medsymmflow.report import sample_grid
-
-    out = Path(args.out)
-    if out.is_dir() or out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ValueError(f"--out {out} must name an image file ending in one of {', '.join(IMAGE_SUFFIXES)}")
-    check_writable(out.parent)
-    model, meta = load_checkpoint(args.checkpoint, device=config.get_device())
-    classes = [args.class_index] if args.class_index is not None else list(range(meta["n_classes"]))
-    path = sample_grid(model, meta, classes, args.n, out, args.steps, args.solver, args.seed)
-    print(f"wrote {path}")
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from medsymmflow.demo import run_demo
-
-    run_demo(args.dataset, args.steps, args.seed, Path(args.out), args.overwrite, args.data_root, say=_say)
-    return 0
-
-
-def _say(line: str) -> None:
-    print(line, flush=True)
-
-
-def _reproduce(args: argparse.Namespace) -> int:
-    from medsymmflow.budget import BudgetError
-    from medsymmflow.reproduce import Settings, reproduce
-
-    settings = Settings(
-        datasets=tuple(args.datasets),
-        seeds=tuple(args.seeds),
-        epochs=args.epochs or config.full_epochs(),
-        draws=args.draws,
-        recipe=args.recipe,
-        smoke=args.smoke,
-        data_root=args.data_root,
-    )
-    out = check_writable(args.out)
-    models = Path(args.models) if args.models else (out / "models" if args.smoke else None)
-    try:
-        results = reproduce(
-            settings, out, budget_seconds=args.time_budget, fit_budget=args.fit_budget, models_dir=models
-        )
-    except BudgetError as error:
-        print(f"medsymmflow reproduce: stopped before training: {error}", file=sys.stderr)
-        return 3
-    print((out / "results.md").read_text())
-    print(f"wrote {out}/results.md and results.json in {results['wall_seconds']['total']:.0f} s")
-    return 0
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -207,9 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--debug", action="store_true", help="show the full traceback of an error (also: MEDSYMMFLOW_DEBUG=1)"
     )
-    commands = _Commands(parser.add_subparsers(dest="command", required=True), common)
+    parsers = _Commands(parser.add_subparsers(dest="command", required=True), common)
 
-    train = commands.add_parser(
+    train = parsers.add_parser(
         "train",
         help="train a MedSymmFlow model (or a baseline)",
         description="Every TrainConfig field is a flag; --recipe starts from the course's fast or full recipe.",
@@ -231,9 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
         "cosine from --lr down to 0 from the resumed step",
     )
     train.add_argument("--data-root", help="folder of the MedMNIST files (default: MEDSYMMFLOW_DATA or data/medmnist)")
-    train.set_defaults(run=_train)
+    train.set_defaults(run=commands.train)
 
-    evaluate = commands.add_parser("evaluate", help="metrics, confusion matrix and accuracy-coverage of a checkpoint")
+    evaluate = parsers.add_parser("evaluate", help="metrics, confusion matrix and accuracy-coverage of a checkpoint")
     evaluate.add_argument("checkpoint", help="a checkpoint folder (…/best or …/last)")
     evaluate.add_argument("--split", choices=("train", "val", "test"), default="test")
     evaluate.add_argument(
@@ -244,9 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="output folder (default: evaluation_<last|best> beside the checkpoint)")
     evaluate.add_argument("--data-root")
-    evaluate.set_defaults(run=_evaluate)
+    evaluate.set_defaults(run=commands.evaluate)
 
-    sample = commands.add_parser("sample", help="generate images of a class as a PNG grid")
+    sample = parsers.add_parser("sample", help="generate images of a class as a PNG grid")
     sample.add_argument("checkpoint")
     sample.add_argument("--class", dest="class_index", type=int, help="class index (default: every class)")
     sample.add_argument("--n", type=_positive, default=8, help="images per class")
@@ -254,9 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--solver", choices=SOLVERS, default="euler")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", default="samples.png", help="image file (.png, .jpg, .pdf or .svg)")
-    sample.set_defaults(run=_sample)
+    sample.set_defaults(run=commands.sample)
 
-    demo = commands.add_parser("demo", help="train the tiny model, classify the test split, generate, write a report")
+    demo = parsers.add_parser("demo", help="train the tiny model, classify the test split, generate, write a report")
     demo.add_argument("--dataset", default="pneumoniamnist")
     demo.add_argument("--steps", type=_positive, default=DEMO_STEPS, help="training steps (default %(default)s)")
     demo.add_argument("--seed", type=int, default=0)
@@ -265,18 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--overwrite", action="store_true", help="retrain from scratch (default: continue or reuse the run in OUT)"
     )
     demo.add_argument("--data-root")
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=commands.demo)
 
-    course = commands.add_parser("course", help="execute every notebook headless, timed, with rendered copies")
+    course = parsers.add_parser("course", help="execute every notebook headless, timed, with rendered copies")
     course.add_argument("notebooks", nargs="*", help="notebooks to run (default: every NN_*.ipynb in --folder)")
     course.add_argument("--folder", default="notebooks", help="folder of the chapters (default: notebooks)")
     course.add_argument("--out", default="runs/course", help="where executed .ipynb and .html copies go")
     course.add_argument("--profile", choices=config.PROFILES, help="override MEDSYMMFLOW_PROFILE")
     course.add_argument("--timeout", type=_positive, default=3600, help="seconds allowed per cell")
-    course.set_defaults(run=_course)
+    course.set_defaults(run=commands.course)
     from medsymmflow.reproduce import DEFAULT_DATASETS, Settings
 
-    reproduce = commands.add_parser(
+    reproduce = parsers.add_parser(
         "reproduce", help="train the full recipe and a same-run ResNet-18, compare with the paper (GPU)"
     )
     reproduce.add_argument(
@@ -321,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="folder of the checkpoints (default: runs/models, shared with the notebooks; OUT/models with --smoke)",
     )
     reproduce.add_argument("--data-root")
-    reproduce.set_defaults(run=_reproduce)
+    reproduce.set_defaults(run=commands.reproduce)
     return parser
 
 

@@ -100,15 +100,16 @@ def test_train_has_a_flag_for_every_config_field_and_a_recipe(capsys):
 
 
 def test_recipe_flags_override_the_course_recipe(tmp_path):
-    from medsymmflow.cli import _train_config, build_parser
+    from medsymmflow.cli import build_parser
+    from medsymmflow.commands import train_config
 
     args = build_parser().parse_args(
         ["train", "--recipe", "full", "--dataset", "retinamnist", "--lr", "1e-4", "--out", "x"]
     )
-    config = _train_config(args)
+    config = train_config(args)
     assert (config.preset, config.image_size, config.steps, config.lr) == ("paper-pixel", 32, 1700, 1e-4)
     args = build_parser().parse_args(["train", "--no-balanced", "--decoding", "mean_colour", "--out", "x"])
-    config = _train_config(args)
+    config = train_config(args)
     assert (config.balanced, config.decoding, config.preset) == (False, "mean_colour", "tiny")
 
 

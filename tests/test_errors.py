@@ -252,9 +252,10 @@ def test_debug_shows_the_traceback(trained, tmp_path, monkeypatch):
 
 
 def test_a_larger_file_alone_brings_its_own_input_size():
-    from medsymmflow.cli import _train_config, build_parser
+    from medsymmflow.cli import build_parser
+    from medsymmflow.commands import train_config
 
-    config = _train_config(build_parser().parse_args(["train", "--size", "64", "--out", "x"]))
+    config = train_config(build_parser().parse_args(["train", "--size", "64", "--out", "x"]))
     assert (config.size, config.image_size) == (64, 64)
-    config = _train_config(build_parser().parse_args(["train", "--recipe", "full", "--size", "28", "--out", "x"]))
+    config = train_config(build_parser().parse_args(["train", "--recipe", "full", "--size", "28", "--out", "x"]))
     assert (config.size, config.image_size) == (28, 32)

@@ -1,0 +1,147 @@
+"""What each ``medsymmflow`` command does, given its parsed arguments (the parser is in :mod:`medsymmflow.cli`).
+
+Each function returns the exit code; errors are raised and reported by :mod:`medsymmflow.errors`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from medsymmflow import config
+from medsymmflow.files import check_writable
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+
+
+def course(args: argparse.Namespace) -> int:
+    from medsymmflow.course import find_notebooks, run_notebook
+
+    if args.profile:
+        os.environ[config.PROFILE_ENV] = args.profile  # the kernels inherit it
+    notebooks = [Path(p) for p in args.notebooks] or find_notebooks(args.folder)
+    profile = config.profile().name
+    out_dir = check_writable(Path(args.out) / profile)
+    print(f"Running {len(notebooks)} notebook(s) in the {profile!r} profile -> {out_dir}", flush=True)
+    failures = 0
+    total = 0.0
+    for notebook in notebooks:
+        run = run_notebook(notebook, out_dir, timeout=args.timeout)
+        total += run.seconds
+        status = "ok" if run.ok else f"FAILED: {run.error}"
+        failures += not run.ok
+        print(f"{notebook.name:<48} {run.seconds:8.1f} s  {status}", flush=True)
+    print(f"{'total':<48} {total:8.1f} s  {len(notebooks) - failures} ok, {failures} failed")
+    return 1 if failures else 0
+
+
+def train_config(args: argparse.Namespace):
+    """The flags given, on top of ``--recipe``'s configuration when one is named."""
+    from medsymmflow.recipes import TrainConfig, course_config
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
+    dataset = given.pop("dataset", TrainConfig.dataset)
+
+    def make(**settings) -> TrainConfig:
+        if args.recipe:
+            return course_config(dataset, config.Profile(args.recipe), **settings)
+        return TrainConfig(dataset=dataset, **settings)
+
+    if "size" in given and "image_size" not in given:  # a larger file alone brings its own input size
+        given["image_size"] = max(given["size"], make().image_size)
+    return make(**given)
+
+
+def train(args: argparse.Namespace) -> int:
+    from medsymmflow.checkpoints import prepare_run
+    from medsymmflow.data import load_dataset
+    from medsymmflow.train import Trainer
+
+    run_config = train_config(args)
+    prepare_run(Path(args.out), run_config, args.resume, args.overwrite, args.extend)  # before any work
+    data = load_dataset(
+        run_config.dataset,
+        run_config.size,
+        root=args.data_root,
+        allow_synthetic=run_config.allow_synthetic,
+        seed=run_config.seed,
+    )
+    trainer = Trainer(run_config, args.out, data=data, resume=args.resume, overwrite=args.overwrite, extend=args.extend)
+    result = trainer.train()
+    if trainer.accelerator.is_main_process:
+        print(json.dumps({"step": result.step, "best_step": result.best_step, "history": result.history}, indent=2))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    from medsymmflow.checkpoints import load_checkpoint
+    from medsymmflow.report import data_for_checkpoint, evaluate_to_files, summary_line
+
+    checkpoint = Path(args.checkpoint)
+    out_dir = check_writable(args.out or checkpoint.parent / f"evaluation_{checkpoint.name}")
+    model, meta = load_checkpoint(checkpoint, device=config.get_device())
+    data = data_for_checkpoint(meta, args.data_root)
+    result = evaluate_to_files(
+        model, meta, data, args.split, out_dir, args.n_samples, args.steps, args.solver, args.seed
+    )
+    print(summary_line(result))
+    print(f"wrote {out_dir}")
+    return 0
+
+
+def sample(args: argparse.Namespace) -> int:
+    from medsymmflow.checkpoints import load_checkpoint
+    from medsymmflow.report import sample_grid
+
+    out = Path(args.out)
+    if out.is_dir() or out.suffix.lower() not in IMAGE_SUFFIXES:
+        raise ValueError(f"--out {out} must name an image file ending in one of {', '.join(IMAGE_SUFFIXES)}")
+    check_writable(out.parent)
+    model, meta = load_checkpoint(args.checkpoint, device=config.get_device())
+    classes = [args.class_index] if args.class_index is not None else list(range(meta["n_classes"]))
+    path = sample_grid(model, meta, classes, args.n, out, args.steps, args.solver, args.seed)
+    print(f"wrote {path}")
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from medsymmflow.demo import run_demo
+
+    run_demo(args.dataset, args.steps, args.seed, Path(args.out), args.overwrite, args.data_root, say=say)
+    return 0
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def reproduce(args: argparse.Namespace) -> int:
+    from medsymmflow.budget import BudgetError
+    from medsymmflow.reproduce import Settings, reproduce
+
+    settings = Settings(
+        datasets=tuple(args.datasets),
+        seeds=tuple(args.seeds),
+        epochs=args.epochs or config.full_epochs(),
+        draws=args.draws,
+        recipe=args.recipe,
+        smoke=args.smoke,
+        data_root=args.data_root,
+    )
+    out = check_writable(args.out)
+    models = Path(args.models) if args.models else (out / "models" if args.smoke else None)
+    try:
+        results = reproduce(
+            settings, out, budget_seconds=args.time_budget, fit_budget=args.fit_budget, models_dir=models
+        )
+    except BudgetError as error:
+        print(f"medsymmflow reproduce: stopped before training: {error}", file=sys.stderr)
+        return 3
+    print((out / "results.md").read_text())
+    print(f"wrote {out}/results.md and results.json in {results['wall_seconds']['total']:.0f} s")
+    return 0
