@@ -38,6 +38,7 @@ MIXED_PRECISION = ("auto", "no", "bf16")
 # Closed ranges of the numeric TrainConfig fields that have one (math.inf: no upper bound).
 RANGES = (
     ("image_weight", 0.0, 1.0),
+    ("classify_share", 0.0, 1.0),
     ("sigma_min", 0.0, 0.5),
     ("beta", 0.0, 127.5),
     ("weight_decay", 0.0, math.inf),
@@ -82,6 +83,8 @@ class TrainConfig:
             training loss unchanged, but validation uses it, so it decides which checkpoint
             becomes ``best/``.
         image_weight: ``w`` in ``w * MSE_image + (1 - w) * MSE_mask``.
+        classify_share: share of each batch trained at ``t = 1``, where one-step classification
+            starts (0 in the paper, whose ``t ~ U(0, 1)``).
         sigma_min: end width of the path.
         beta: RGB mask dequantization width (0-255 units); gray masks use the paper's width
             ``(gray_beta / 2) / (K - 1)`` when ``beta > 0``.
@@ -114,6 +117,7 @@ class TrainConfig:
     gray_beta: float = GRAY_BETA
     decoding: str = "auto"
     image_weight: float = DEFAULT_IMAGE_WEIGHT
+    classify_share: float = 0.0
     sigma_min: float = SIGMA_MIN
     beta: float = DEFAULT_BETA
     steps: int = 600
@@ -244,6 +248,7 @@ def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> Sym
         config.palette_index,
         config.decoding,
         config.gray_beta,
+        config.classify_share,
     )
 
 

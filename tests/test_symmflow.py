@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from medsymmflow.data.masks import class_colours, labels_to_masks
+from medsymmflow.flow.paths import sample_time
 from medsymmflow.models import SymmetricFlow, VelocityUNet, make_unet
 
 
@@ -110,3 +111,16 @@ def test_generation_starts_from_the_class_mask():
     )
     start_masks = out.trajectory[0][:, 1:]
     assert torch.equal(start_masks[:, 0, 0, 0], torch.tensor([-7.5, 7.5]))  # the paper's gray levels
+
+
+def test_classify_share_trains_that_share_of_the_batch_at_t_equal_1():
+    images, labels = torch.randn(6, 1, 4, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    model = SymmetricFlow(Scale(0.5), 1, 3, beta=0.0, classify_share=1.0)
+    drawn = model.loss(images, labels, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)  # the same draws in the same order: t, the share's coin, the noises
+    sample_time(6, g), sample_time(6, g)
+    image_noise, mask_noise = torch.randn(6, 1, 4, 4, generator=g), torch.randn(6, 3, 4, 4, generator=g)
+    at_one = model.loss(images, labels, torch.ones(6), image_noise, mask_noise)
+    assert torch.isclose(drawn.total, at_one.total)
+    with pytest.raises(ValueError, match="classify_share must lie in"):
+        SymmetricFlow(Scale(), 1, 3, classify_share=1.5)

@@ -95,6 +95,8 @@ class SymmetricFlow(nn.Module):
             :data:`~medsymmflow.data.masks.DECODINGS`; an attribute, so one set of weights can
             be evaluated with each.
         gray_beta: scale of gray masks (see :func:`~medsymmflow.data.masks.class_colours`).
+        classify_share: share of each training batch drawn at ``t = 1``, the time one-step
+            classification starts from, instead of ``t ~ U(0, 1)`` (0 in the paper).
     """
 
     def __init__(
@@ -109,10 +111,13 @@ class SymmetricFlow(nn.Module):
         palette_index: str = PAPER_PALETTE_INDEX,
         decoding: str = PAPER_DECODING,
         gray_beta: float = GRAY_BETA,
+        classify_share: float = 0.0,
     ):
         super().__init__()
         if not 0.0 <= image_weight <= 1.0:
             raise ValueError(f"image_weight must lie in [0, 1], got {image_weight}")
+        if not 0.0 <= classify_share <= 1.0:
+            raise ValueError(f"classify_share must lie in [0, 1], got {classify_share}")
         if decoding not in DECODINGS:
             raise ValueError(f"Unknown decoding {decoding!r}: expected one of {DECODINGS}.")
         self.net = velocity
@@ -126,6 +131,7 @@ class SymmetricFlow(nn.Module):
         self.palette_index = palette_index
         self.decoding = decoding
         self.gray_beta = gray_beta
+        self.classify_share = classify_share
         self.register_buffer("colours", class_colours(n_classes, mask_mode, palette_index, gray_beta), persistent=False)
 
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -159,7 +165,8 @@ class SymmetricFlow(nn.Module):
         """The symmetric flow-matching loss ``w * MSE_image + (1 - w) * MSE_mask``.
 
         Random inputs (``t``, ``image_noise``, ``mask_noise``, the dequantization noise)
-        are drawn from ``generator`` unless given.
+        are drawn from ``generator`` unless given; ``t ~ U(0, 1)``, except that a share
+        ``classify_share`` of the batch is set to ``t = 1``.
         """
         self._check_images(images)
         n, size = images.shape[0], images.shape[-1]
@@ -167,6 +174,8 @@ class SymmetricFlow(nn.Module):
         masks = self.masks(labels, size, self.beta, generator)
         if t is None:
             t = sample_time(n, generator, device)
+            if self.classify_share > 0:
+                t = torch.where(sample_time(n, generator, device) < self.classify_share, torch.ones_like(t), t)
         if image_noise is None:
             image_noise = _randn(images.shape, generator, device)
         if mask_noise is None:
