@@ -42,6 +42,7 @@ DRAWS = (1, 8)
 
 def run(datasets, candidates, seeds, models: Path, data_root) -> dict:
     rows, runs, majority, start = [], {}, {}, time.perf_counter()
+    origin = provenance()  # read before the run: the checkout may change while it trains
     for flag in datasets:
         data = load_dataset(flag, root=data_root)
         majority[flag] = majority_rule(data)
@@ -78,7 +79,7 @@ def run(datasets, candidates, seeds, models: Path, data_root) -> dict:
         "majority_rule": majority,
         "runs": runs,
         "wall_seconds": time.perf_counter() - start,
-        "provenance": provenance(),
+        "provenance": origin,
     }
 
 

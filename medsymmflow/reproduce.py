@@ -222,6 +222,7 @@ def reproduce(
     out_dir.mkdir(parents=True, exist_ok=True)
     models_dir = Path(models_dir) if models_dir else None
     started = time.perf_counter()
+    origin = provenance()  # read before the run: the checkout may change while it trains
     datasets = {
         flag: load_dataset(flag, root=settings.data_root, allow_synthetic=settings.smoke, seed=0)
         for flag in settings.datasets
@@ -260,7 +261,7 @@ def reproduce(
         "references": {f: REFERENCES.get(f, {}) for f in settings.datasets},
         "runs": runs,
         "wall_seconds": {"total": time.perf_counter() - started, **phases},
-        "provenance": provenance(),
+        "provenance": origin,
     }
     write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2))
     write_text_atomic(out_dir / "results.md", markdown(results))
