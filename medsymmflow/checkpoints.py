@@ -22,6 +22,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_model
 from torch import nn
 
+from medsymmflow import __version__
 from medsymmflow.config import runs_dir
 from medsymmflow.files import atomic_path, check_writable
 from medsymmflow.models.baselines import CNNClassifier
@@ -29,7 +30,13 @@ from medsymmflow.models.symmflow import SymmetricFlow
 from medsymmflow.recipes import MODEL_FIELDS, ConfigMismatchError, TrainConfig, build_model, config_differences
 
 # Fields added to TrainConfig after checkpoints were written, with the value those checkpoints used.
-LEGACY_DEFAULTS = {"palette_index": "round", "decoding": "mean_colour", "gray_beta": 2.0}
+LEGACY_DEFAULTS = {
+    "palette_index": "round",
+    "decoding": "mean_colour",
+    "gray_beta": 2.0,
+    "classify_share": 0.0,
+    "restart_at": 0,
+}
 
 
 def settings_key(settings: dict) -> str:
@@ -103,11 +110,15 @@ def read_checkpoint_meta(path: str | os.PathLike) -> dict:
         missing = [key for key in REQUIRED_META if key not in meta]
         if missing:
             raise KeyError(f"missing {', '.join(missing)}")
-        unknown = set(meta["config"]) - {f.name for f in dataclasses.fields(TrainConfig)}
-        if unknown:
-            raise KeyError(f"config fields this medsymmflow does not know: {', '.join(sorted(unknown))}")
     except DAMAGED as error:
         raise damaged(file, error) from error
+    unknown = set(meta["config"]) - {f.name for f in dataclasses.fields(TrainConfig)}
+    if unknown:
+        raise CheckpointError(
+            f"{file} has config fields this medsymmflow ({__version__}) does not know: {', '.join(sorted(unknown))}. "
+            f"It was written by another version (its own: {meta.get('medsymmflow_version', 'unknown')}) or edited: "
+            "load it with that version, or remove the fields."
+        )
     meta["config"] = {**LEGACY_DEFAULTS, **meta["config"]}
     return meta
 
@@ -164,8 +175,11 @@ def load_state(net: nn.Module, file: Path, advice: str = "") -> None:
 
 
 def prepare_run(out_dir: Path, config: TrainConfig, resume: bool, overwrite: bool, extend: bool) -> TrainConfig:
-    """Refuse, before any work, an output folder that cannot be written or would lose a run;
-    with ``extend``, the configuration that continues the saved run to ``config.steps``."""
+    """Refuse, before any work, an output folder that cannot be written or would lose a run.
+
+    Returns the configuration to train with: on ``resume``, the saved run's ``restart_at``;
+    with ``extend`` and more ``steps`` than the saved run's, a new cosine from the step it reached.
+    """
     check_writable(out_dir)
     existing = [name for name in CHECKPOINTS if (out_dir / name / "config.json").exists()]
     if existing and not (resume or overwrite):
@@ -177,12 +191,15 @@ def prepare_run(out_dir: Path, config: TrainConfig, resume: bool, overwrite: boo
         raise FileNotFoundError(f"nothing to resume: no checkpoint in {out_dir / 'last'}")
     if extend and not resume:
         raise ValueError("--extend continues a saved run: use it with --resume")
-    if not extend:
+    if not resume:
         return config
-    reached = read_checkpoint_meta(out_dir / "last")["step"]
-    if config.steps <= reached:
-        raise ValueError(f"--extend: steps ({config.steps}) must exceed the step the run reached ({reached})")
-    return dataclasses.replace(config, restart_at=reached)
+    saved = read_checkpoint_meta(out_dir / "last")
+    restart = saved["config"]["restart_at"]
+    if extend and config.steps != saved["config"]["steps"]:
+        if config.steps <= saved["step"]:
+            raise ValueError(f"--extend: steps ({config.steps}) must exceed the step the run reached ({saved['step']})")
+        restart = saved["step"]
+    return dataclasses.replace(config, restart_at=restart)
 
 
 def swap_in(tmp: Path, final: Path) -> None:

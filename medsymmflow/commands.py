@@ -79,10 +79,10 @@ def train(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    from medsymmflow.checkpoints import load_checkpoint
+    from medsymmflow.checkpoints import checkpoint_dir, load_checkpoint
     from medsymmflow.report import data_for_checkpoint, evaluate_to_files, summary_line
 
-    checkpoint = Path(args.checkpoint)
+    checkpoint = checkpoint_dir(Path(args.checkpoint))  # a missing checkpoint stops here, before any folder is made
     out_dir = check_writable(args.out or checkpoint.parent / f"evaluation_{checkpoint.name}")
     model, meta = load_checkpoint(checkpoint, device=config.get_device())
     data = data_for_checkpoint(meta, args.data_root)

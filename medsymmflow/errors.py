@@ -26,6 +26,14 @@ OUT_OF_MEMORY = (
 )
 
 
+class NonFiniteError(FloatingPointError):
+    """A loss, the weights or the model's outputs became NaN or infinite."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was interrupted (Ctrl-C); the message says where it stopped, what is saved and what to do."""
+
+
 def debug_enabled(flag: bool = False) -> bool:
     """``--debug`` given, or ``MEDSYMMFLOW_DEBUG`` set to anything but empty or 0."""
     return flag or os.environ.get(DEBUG_ENV, "") not in ("", "0")
@@ -33,22 +41,15 @@ def debug_enabled(flag: bool = False) -> bool:
 
 def classify(error: BaseException) -> tuple[int, str]:
     """The exit code and the one-line message for ``error``."""
-    import torch
-
-    from medsymmflow.train import TrainingInterrupted
-
     text = " ".join(str(error).split())
-    if isinstance(error, TrainingInterrupted):
-        return INTERRUPTED, f"{text}. Add --resume to the same command to continue."
     if isinstance(error, KeyboardInterrupt):
-        return INTERRUPTED, "interrupted"
-    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return INTERRUPTED, text if isinstance(error, TrainingInterrupted) else "interrupted"
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":  # torch's, without importing it
         return RUNTIME, OUT_OF_MEMORY.format(detail=f" ({text})" if text else "")
     if isinstance(error, USAGE_ERRORS):
         return USAGE, text
     from medsymmflow.checkpoints import CheckpointError
     from medsymmflow.data import DataError
-    from medsymmflow.evaluate import NonFiniteError
 
     if isinstance(error, (CheckpointError, DataError, NonFiniteError, OSError)):
         return RUNTIME, text

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from medsymmflow.errors import NonFiniteError
 from medsymmflow.metrics import classification_metrics, distance_scores
 from medsymmflow.models.baselines import CNNClassifier
 from medsymmflow.models.symmflow import Classification, SymmetricFlow
-
-
-class NonFiniteError(FloatingPointError):
-    """A loss, the weights or the model's outputs became NaN or infinite."""
 
 
 def evaluate_split(

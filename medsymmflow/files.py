@@ -54,7 +54,7 @@ def check_writable(folder: str | os.PathLike) -> Path:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except (FileExistsError, NotADirectoryError) as error:
-        raise NotADirectoryError(f"cannot create {folder}: {error.filename} is a file, not a folder") from error
+        raise NotADirectoryError(f"cannot create {folder}: a folder above it is a file, not a folder") from error
     except OSError as error:
         raise PermissionError(f"cannot write to {folder}: {error.strerror or error}") from error
     return folder

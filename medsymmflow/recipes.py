@@ -255,6 +255,8 @@ def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> Sym
 def config_differences(saved: dict, requested: dict, fields=None) -> list[str]:
     """``"name: saved -> requested"`` for every field (of ``fields``, default all) that differs."""
     names = fields or sorted(set(saved) | set(requested))
+    if "gray" not in (saved.get("mask_mode"), requested.get("mask_mode")):
+        names = [n for n in names if n != "gray_beta"]  # it shapes gray masks only
     return [
         f"{n}: {saved.get(n)!r} in the checkpoint, {requested.get(n)!r} requested"
         for n in names

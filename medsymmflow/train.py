@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from medsymmflow import __version__
 from medsymmflow.checkpoints import (
     DAMAGED,
+    CheckpointError,
     checkpoint_dir,
     damaged,
     load_state,
@@ -41,7 +42,8 @@ from medsymmflow.checkpoints import (
     swap_in,
 )
 from medsymmflow.data import MedMNISTData, load_dataset
-from medsymmflow.evaluate import NonFiniteError, evaluate_split
+from medsymmflow.errors import NonFiniteError, TrainingInterrupted
+from medsymmflow.evaluate import evaluate_split
 from medsymmflow.recipes import ConfigMismatchError, TrainConfig, build_model, config_differences, lr_factor
 
 logger = logging.getLogger(__name__)
@@ -54,10 +56,6 @@ EXTENDABLE = ("steps", "restart_at", "warmup_steps", "checkpoint_every")  # may 
 
 class NonFiniteLossError(NonFiniteError):
     """The training loss, the weights or the validation outputs became NaN or infinite."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Training was interrupted (Ctrl-C); the message says where it stopped and what is saved."""
 
 
 @dataclass
@@ -172,8 +170,14 @@ class Trainer:
         try:
             self._loop(until, bar)
         except KeyboardInterrupt as interrupt:
+            saved = self._saved()
+            advice = (
+                "run the same command again to start over"
+                if saved.startswith("no checkpoint")
+                else "add --resume to the same command (resume=True) to continue"
+            )
             raise TrainingInterrupted(
-                f"interrupted at step {self.step} of {self.config.steps}; {self._saved()}"
+                f"interrupted at step {self.step} of {self.config.steps}; {saved}. To go on, {advice}."
             ) from interrupt
         finally:
             bar.close()
@@ -311,6 +315,8 @@ class Trainer:
             return f"the last checkpoint, {last}, holds step {read_checkpoint_meta(last)['step']} and is intact"
         except FileNotFoundError:
             return "no checkpoint was saved yet"
+        except CheckpointError as error:
+            return f"the last checkpoint cannot be read ({error})"
 
     def _load_state(self, last: Path, extend: bool) -> None:
         folder = checkpoint_dir(last)
@@ -323,6 +329,12 @@ class Trainer:
                 + ("" if extend else ". To train past its steps add --extend; to start afresh, --overwrite"),
                 differences,
             )
+        saved_processes = len(list(folder.glob("rng_*.pt")))
+        if saved_processes and saved_processes != self.accelerator.num_processes:  # none: damaged, said below
+            raise ValueError(
+                f"{folder} was saved by {saved_processes} training process(es); resume it with the same number "
+                f"(this launch has {self.accelerator.num_processes})"
+            )
         advice = (
             f"The run cannot be resumed from it: evaluate {self.out_dir / 'best'} if it is intact, "
             "or start the run again with --overwrite."
@@ -333,6 +345,8 @@ class Trainer:
         self._restore(rng, advice, lambda state: self.noise_generator.set_state(state["noise"]))
         self.step, self.history = meta["step"], meta["history"]
         self.best_step = meta["best_step"]
+        for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs, strict=True):
+            group["lr"] = base * lr_factor(self.step, self.config)  # an extended run starts its new cosine at once
 
     @staticmethod
     def _restore(file: Path, advice: str, apply) -> None:

@@ -65,6 +65,10 @@ def _interrupt_after_first_checkpoint(monkeypatch) -> None:
     monkeypatch.setattr(train_module.Trainer, "_validate_and_save", save_then_interrupt)
 
 
+def _raise_interrupt(self, loss):
+    raise KeyboardInterrupt
+
+
 def _fault(error: BaseException):
     def setup(run, tmp, monkeypatch):
         def fail(self):
@@ -123,7 +127,7 @@ CASES = [
         "steps: 4 in the checkpoint, 6 requested. To train past its steps add --extend",
     ),
     Case("--extend without --resume", TRAIN + NEW + ["--extend"], 2, "--extend continues a saved run"),
-    Case("--extend to fewer steps", TRAIN + RUN + ["--resume", "--extend"], 2, "must exceed the step the run reached"),
+    Case("--extend to fewer steps", TRAIN[:4] + ["3"] + TRAIN[5:] + RUN + ["--resume", "--extend"], 2, "must exceed the step the run reached"),
     Case("evaluate a missing folder", ["evaluate", "{tmp}/missing"], 2, "no checkpoint at"),
     Case("evaluate --out is a file", ["evaluate", "{run}/best", "--out", "{tmp}/f"], 2, "is a file", _file_at("f")),
     Case("evaluate zero draws", ["evaluate", "{run}/best", "--n-samples", "0"], 2, "argument --n-samples: must be >= 1, got 0"),
@@ -151,6 +155,7 @@ CASES = [
     Case("learning rate that diverges", TRAIN + NEW + ["--lr", "1e30"], 1, "NaN or infinite: its weights have diverged; training stopped; no checkpoint was saved yet"),
     Case("out of memory", TRAIN + NEW, 1, "out of memory", _fault(torch.OutOfMemoryError("CUDA out of memory"))),
     Case("unexpected error", TRAIN + NEW, 1, "unexpected ZeroDivisionError", _fault(ZeroDivisionError("boom"))),
+    Case("Ctrl-C before any checkpoint", TRAIN + NEW, 130, "no checkpoint was saved yet. To go on, run the same command again", lambda run, tmp, mp: mp.setattr(train_module.Trainer, "_validate_and_save", _raise_interrupt)),
     Case("Ctrl-C", TRAIN + NEW, 130, "interrupted at step 2 of 4; the last checkpoint", lambda run, tmp, mp: _interrupt_after_first_checkpoint(mp)),
 ]  # fmt: skip
 
@@ -207,25 +212,38 @@ def test_ctrl_c_leaves_a_run_that_resumes_to_the_end(tmp_path, monkeypatch, caps
     with monkeypatch.context() as patch:
         _interrupt_after_first_checkpoint(patch)
         assert main(argv) == 130
-    assert "holds step 2 and is intact. Add --resume" in capsys.readouterr().err
+    assert "holds step 2 and is intact. To go on, add --resume to the same command" in capsys.readouterr().err
     assert main(argv + ["--resume"]) == 0
     assert json.loads((tmp_path / "r" / "last" / "config.json").read_text())["step"] == STEPS
 
 
-def test_extend_continues_a_finished_run_on_a_new_cosine(trained, tmp_path):
+def test_extend_continues_a_finished_run_on_a_new_cosine(trained, tmp_path, monkeypatch):
     from medsymmflow.recipes import TrainConfig, lr_factor
 
     run = tmp_path / "run"
     shutil.copytree(trained, run)
     argv = [a.format(tmp=tmp_path) for a in TRAIN] + ["--out", str(run), "--resume", "--extend"]
     argv[argv.index("--steps") + 1] = "8"
-    assert main(argv) == 0
+    rates = []
+    step = train_module.Trainer._batch
+
+    def record(self):
+        rates.append(self.optimizer.param_groups[0]["lr"])
+        return step(self)
+
+    monkeypatch.setattr(train_module.Trainer, "_batch", record)
+    with monkeypatch.context() as patch:  # interrupted at step 6, after its checkpoint
+        _interrupt_after_first_checkpoint(patch)
+        assert main(argv) == 130
+    assert main(argv[:-1]) == 0  # a plain --resume continues the extended run on its schedule
     meta = json.loads((run / "last" / "config.json").read_text())
     assert meta["step"] == 8 and meta["config"]["restart_at"] == STEPS and meta["config"]["steps"] == 8
     assert [h["step"] for h in meta["history"]] == [2, 4, 6, 8]
     config = TrainConfig(**meta["config"])
     # from the resumed step: a new cosine from the peak down to 0 at the new end, no warm-up
     assert [round(lr_factor(s, config), 6) for s in range(4, 9)] == [1.0, 0.853553, 0.5, 0.146447, 0.0]
+    # and the optimizer used exactly those rates, from the first extended step on
+    assert rates == pytest.approx([config.lr * lr_factor(s, config) for s in range(4, 8)])
 
 
 def test_the_schedule_is_diffusers_cosine_with_warmup():

@@ -35,7 +35,7 @@ def test_round_trip_is_exact(mode, n_classes, beta, decoding):
     assert torch.equal(masks.masks_to_labels(m, colours, decoding), labels)
     if beta:
         spread = (m - masks.labels_to_masks(labels, n_classes, 8, mode)).abs()
-        assert 0 < spread.max() <= masks.dequantization_width(n_classes, mode, beta) / 2
+        assert spread.max() > 0
         assert spread.max() <= (7.5 / (n_classes - 1) / 2 if mode == "gray" else beta / 255)
 
 

@@ -124,3 +124,19 @@ def test_classify_share_trains_that_share_of_the_batch_at_t_equal_1():
     assert torch.isclose(drawn.total, at_one.total)
     with pytest.raises(ValueError, match="classify_share must lie in"):
         SymmetricFlow(Scale(), 1, 3, classify_share=1.5)
+
+
+def test_classify_share_sets_that_share_of_the_times_to_1():
+    seen = []
+
+    class Record(nn.Module):
+        def forward(self, z, t):
+            seen.append(t)
+            return torch.zeros_like(z)
+
+    model = SymmetricFlow(Record(), 1, 2, beta=0.0, classify_share=0.3)
+    model.loss(
+        torch.zeros(20000, 1, 1, 1), torch.zeros(20000, dtype=torch.long), generator=torch.Generator().manual_seed(0)
+    )
+    share = (seen[0] == 1).float().mean().item()
+    assert abs(share - 0.3) < 0.015  # the rest is U(0, 1), which almost never gives exactly 1

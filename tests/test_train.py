@@ -210,6 +210,17 @@ def test_a_gray_checkpoint_written_before_the_papers_gray_loads_with_its_levels(
     assert torch.allclose(model.colours[:, 0], torch.linspace(-1, 1, 5))
 
 
+def test_a_run_saved_before_the_new_fields_resumes(tmp_path, data):
+    Trainer(_config(), tmp_path, data=data, progress=False).train(until_step=3)
+    meta_path = tmp_path / "last" / "config.json"
+    meta = json.loads(meta_path.read_text())
+    for field in ("gray_beta", "classify_share", "restart_at"):  # what medsymmflow wrote before these fields
+        del meta["config"][field]
+    meta_path.write_text(json.dumps(meta))
+    resumed = Trainer(_config(), tmp_path, data=data, resume=True, progress=False)
+    assert resumed.step == 3 and resumed.train().step == 6
+
+
 def test_the_paper_decoding_follows_the_mask_mode():
     assert _config().decoding == "pixel_distance"
     assert _config(mask_mode="gray").decoding == "mean_colour"
