@@ -136,6 +136,13 @@ def build_parser() -> argparse.ArgumentParser:
     course.add_argument("--out", default="runs/course", help="where executed .ipynb and .html copies go")
     course.add_argument("--profile", choices=config.PROFILES, help="override MEDSYMMFLOW_PROFILE")
     course.add_argument("--timeout", type=_positive, default=3600, help="seconds allowed per cell")
+    course.add_argument(
+        "--stall-timeout",
+        dest="stall_timeout",
+        type=_positive,
+        default=180,
+        help="seconds a kernel may sit idle while a cell waits for it before the notebook fails as stalled",
+    )
     course.set_defaults(run=commands.course)
     from medsymmflow.reproduce import DEFAULT_DATASETS, Settings
 

@@ -30,7 +30,7 @@ def course(args: argparse.Namespace) -> int:
     failures = 0
     total = 0.0
     for notebook in notebooks:
-        run = run_notebook(notebook, out_dir, timeout=args.timeout)
+        run = run_notebook(notebook, out_dir, timeout=args.timeout, stall_seconds=args.stall_timeout)
         total += run.seconds
         status = "ok" if run.ok else f"FAILED: {run.error}"
         failures += not run.ok

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,23 +84,85 @@ def find_notebooks(folder: str | os.PathLike) -> list[Path]:
     return notebooks
 
 
-def run_notebook(notebook: Path, out_dir: Path, timeout: int = 3600) -> NotebookRun:
+class StallWatch(threading.Thread):
+    """Kill a kernel that sits idle while a cell waits for it, so a lost kernel message fails fast.
+
+    While a cell runs, the kernel process's CPU time is read every few seconds; if it grows by
+    less than ``IDLE_CPU_SECONDS`` over ``seconds``, the kernel has finished (or is stuck waiting)
+    while the client still waits for its reply. The kernel is killed: the client then stops with
+    a dead-kernel error at once instead of waiting out the cell timeout, and ``stalled_cell``
+    says where.
+    """
+
+    IDLE_CPU_SECONDS = 0.5
+    POLL_SECONDS = 5.0
+
+    def __init__(self, seconds: float):
+        super().__init__(daemon=True)
+        self.seconds, self.stalled_cell = seconds, None
+        self.cell, self.pid = None, None
+        self.done = threading.Event()
+
+    def cell_started(self, cell_index: int, pid: int | None) -> None:
+        self.cell, self.pid = cell_index, pid
+
+    def cell_finished(self) -> None:
+        self.cell = None
+
+    def run(self) -> None:
+        import psutil
+
+        watched = None  # (cell, pid, cpu seconds, since)
+        while not self.done.wait(self.POLL_SECONDS):
+            cell, pid = self.cell, self.pid
+            if cell is None or pid is None:
+                watched = None
+                continue
+            try:
+                process = psutil.Process(pid)
+                cpu = sum(process.cpu_times()[:2]) + sum(sum(c.cpu_times()[:2]) for c in process.children(True))
+            except psutil.Error:
+                continue
+            now = time.monotonic()
+            if watched is None or watched[:2] != (cell, pid) or cpu - watched[2] > self.IDLE_CPU_SECONDS:
+                watched = (cell, pid, cpu, now)
+            elif now - watched[3] > self.seconds:
+                self.stalled_cell = cell
+                logger.error(
+                    "cell %s: the kernel has been idle for %.0f s while the cell waited; killing it",
+                    cell,
+                    now - watched[3],
+                )
+                process.kill()
+                watched = None
+
+
+def run_notebook(notebook: Path, out_dir: Path, timeout: int = 3600, stall_seconds: float = 180) -> NotebookRun:
     """Execute one notebook in its own folder; save the executed copy and an HTML copy.
 
     A failing cell stops execution; the partly executed notebook is still written,
-    with the error in place, so the reader sees where it broke.
+    with the error in place, so the reader sees where it broke. ``timeout``: seconds a cell
+    may run; ``stall_seconds``: seconds a kernel may sit idle while a cell waits for it
+    (see :class:`StallWatch`) before the notebook fails as stalled.
     """
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(notebook, as_version=4)
+    watch = StallWatch(stall_seconds)
     client = NotebookClient(
-        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(notebook.parent)}}
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(notebook.parent)}},
+        on_cell_start=lambda cell, cell_index: watch.cell_started(cell_index, _kernel_pid(client)),
+        on_cell_executed=lambda cell, cell_index, execute_reply: watch.cell_finished(),
     )
     start = time.perf_counter()
     error = None
+    watch.start()
     try:
         client.execute()
     except CellExecutionError as failure:
@@ -108,6 +171,15 @@ def run_notebook(notebook: Path, out_dir: Path, timeout: int = 3600) -> Notebook
             "?",
         )
         error = f"cell {failed_cell}: {failure.ename}: {failure.evalue}".strip()
+    except DeadKernelError as failure:
+        error = (
+            f"cell {watch.stalled_cell}: stalled: the kernel sat idle for {stall_seconds:.0f} s while the cell "
+            "waited for its reply (a lost kernel message); the kernel was stopped"
+            if watch.stalled_cell is not None
+            else f"the kernel died ({failure})"
+        )
+    finally:
+        watch.done.set()
     seconds = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / notebook.name
@@ -116,3 +188,9 @@ def run_notebook(notebook: Path, out_dir: Path, timeout: int = 3600) -> Notebook
     body, _ = HTMLExporter().from_notebook_node(nb)
     html.write_text(body, encoding="utf-8")
     return NotebookRun(notebook, seconds, error, executed, html)
+
+
+def _kernel_pid(client) -> int | None:
+    """The kernel process of an nbclient client started by a local provisioner, if any."""
+    process = getattr(getattr(client.km, "provisioner", None), "process", None)
+    return getattr(process, "pid", None)

@@ -4,6 +4,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -116,3 +117,17 @@ def test_a_new_chapter_is_picked_up_by_the_course_runner_and_nbval(tmp_path, cap
         cwd=tmp_path,
     )
     assert nbval.returncode == 0 and "3 passed" in nbval.stdout, nbval.stdout[-2000:]
+
+
+def test_a_kernel_idle_while_its_cell_waits_fails_fast_as_stalled(tmp_path, monkeypatch):
+    """A cell that leaves the kernel idle (as a lost reply would) is stopped by the stall watch, not the cell timeout."""
+    from medsymmflow import course
+
+    monkeypatch.setattr(course.StallWatch, "POLL_SECONDS", 0.5)
+    notebook = tmp_path / "01_idle.ipynb"
+    cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("import time\ntime.sleep(600)")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), notebook)
+    start = time.perf_counter()
+    run = course.run_notebook(notebook, tmp_path / "out", timeout=600, stall_seconds=3)
+    assert time.perf_counter() - start < 60
+    assert not run.ok and run.error.startswith("cell 1: stalled: the kernel sat idle for 3 s") and run.html.exists()
