@@ -70,6 +70,7 @@ class NotebookRun:
     error: str | None
     executed: Path
     html: Path
+    stalled: bool = False
 
     @property
     def ok(self) -> bool:
@@ -187,7 +188,7 @@ def run_notebook(notebook: Path, out_dir: Path, timeout: int = 3600, stall_secon
     nbformat.write(nb, executed)
     body, _ = HTMLExporter().from_notebook_node(nb)
     html.write_text(body, encoding="utf-8")
-    return NotebookRun(notebook, seconds, error, executed, html)
+    return NotebookRun(notebook, seconds, error, executed, html, watch.stalled_cell is not None)
 
 
 def _kernel_pid(client) -> int | None:

@@ -119,7 +119,7 @@ def test_a_new_chapter_is_picked_up_by_the_course_runner_and_nbval(tmp_path, cap
     assert nbval.returncode == 0 and "3 passed" in nbval.stdout, nbval.stdout[-2000:]
 
 
-def test_a_kernel_idle_while_its_cell_waits_fails_fast_as_stalled(tmp_path, monkeypatch):
+def test_a_kernel_idle_while_its_cell_waits_fails_fast_as_stalled(tmp_path, monkeypatch, capsys):
     """A cell that leaves the kernel idle (as a lost reply would) is stopped by the stall watch, not the cell timeout."""
     from medsymmflow import course
 
@@ -131,3 +131,8 @@ def test_a_kernel_idle_while_its_cell_waits_fails_fast_as_stalled(tmp_path, monk
     run = course.run_notebook(notebook, tmp_path / "out", timeout=600, stall_seconds=3)
     assert time.perf_counter() - start < 60
     assert not run.ok and run.error.startswith("cell 1: stalled: the kernel sat idle for 3 s") and run.html.exists()
+    assert run.stalled
+    # the course runner tries a stalled notebook once more, then reports it as failed
+    assert main(["course", str(notebook), "--out", str(tmp_path / "c"), "--stall-timeout", "3"]) == 1
+    out = capsys.readouterr().out
+    assert "running it once more" in out and "0 ok, 1 failed" in out
