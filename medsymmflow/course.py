@@ -23,7 +23,7 @@ from medsymmflow.config import get_device, runs_dir
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.models.baselines import CNNClassifier
 from medsymmflow.models.symmflow import SymmetricFlow
-from medsymmflow.recipes import TrainConfig
+from medsymmflow.recipes import TrainConfig, run_identity
 from medsymmflow.train import Trainer
 
 logger = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 def run_dir(config: TrainConfig, synthetic: bool = False, root: Path | None = None) -> Path:
     """A readable, unique folder for a configuration (and kind of data):
     ``<root>/<dataset>[-synthetic]_<preset>_<size>px_<steps>steps_seed<seed>_<hash>``, root ``runs/models`` by default."""
-    digest = settings_key(config.to_dict())
+    digest = settings_key(run_identity(config))
     data = f"{config.dataset}-synthetic" if synthetic else config.dataset
     return (
         root or runs_dir() / "models"

@@ -231,6 +231,21 @@ def course_config(dataset: str, profile: Profile, epochs: int | None = None, **o
     return TrainConfig(dataset=dataset, **{**settings, **overrides})
 
 
+# Fields added after runs were cached, at the values that leave a run as it was: a run's
+# identity (its cache key) omits them there, so runs cached before them stay found.
+NEUTRAL = {"classify_share": 0.0, "restart_at": 0}
+
+
+def run_identity(config: TrainConfig) -> dict:
+    """The settings that make a run what it is: every field, except those at their :data:`NEUTRAL`
+    value and ``gray_beta`` outside gray masks (neither changes what is trained)."""
+    return {
+        name: value
+        for name, value in config.to_dict().items()
+        if not (name in NEUTRAL and value == NEUTRAL[name]) and not (name == "gray_beta" and config.mask_mode != "gray")
+    }
+
+
 def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> SymmetricFlow | CNNClassifier:
     """A fresh model: :class:`SymmetricFlow` on a UNet preset, or a baseline :class:`CNNClassifier`."""
     if config.preset in BASELINES:

@@ -226,3 +226,15 @@ def test_the_paper_decoding_follows_the_mask_mode():
     assert _config(mask_mode="gray").decoding == "mean_colour"
     assert _config(mask_mode="gray", decoding="pixel_vote").decoding == "pixel_vote"
     assert TrainConfig(**_config(mask_mode="gray").to_dict()).decoding == "mean_colour"  # saved resolved
+
+
+def test_runs_cached_before_the_new_fields_keep_their_key():
+    from medsymmflow.checkpoints import settings_key
+    from medsymmflow.recipes import run_identity
+
+    config = _config()
+    before = {k: v for k, v in config.to_dict().items() if k not in ("gray_beta", "classify_share", "restart_at")}
+    assert settings_key(run_identity(config)) == settings_key(before)
+    assert settings_key(run_identity(_config(classify_share=0.25))) != settings_key(before)
+    assert "gray_beta" in run_identity(_config(mask_mode="gray"))
+    assert course.run_dir(_config(gray_beta=3.0)) == course.run_dir(config)  # gray_beta shapes gray masks only
