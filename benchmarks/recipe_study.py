@@ -129,7 +129,7 @@ def main() -> None:
     args = parser.parse_args()
     results = run(args.datasets, args.candidates, args.seeds, Path(args.models), args.data_root)
     out = Path(args.out)
-    write_text_atomic(out / "results.json", json.dumps(results, indent=2))
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
     write_text_atomic(out / "results.md", markdown(results))
     print(markdown(results))
 

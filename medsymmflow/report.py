@@ -124,7 +124,7 @@ def evaluate_to_files(
         "decoding": getattr(model, "decoding", None),
         "provenance": {**provenance(), "seed": seed, "data": data_identity(data), "checkpoint_step": meta["step"]},
     }
-    write_text_atomic(out_dir / f"metrics_{tag}.json", json.dumps(result, indent=2))
+    write_text_atomic(out_dir / f"metrics_{tag}.json", json.dumps(result, indent=2) + "\n")
     _write_figures(out_dir, tag, title, data, metrics, coverage, accuracy, confidence, correct, temperature)
     return result
 

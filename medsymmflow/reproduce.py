@@ -263,6 +263,6 @@ def reproduce(
         "wall_seconds": {"total": time.perf_counter() - started, **phases},
         "provenance": origin,
     }
-    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2))
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
     write_text_atomic(out_dir / "results.md", markdown(results))
     return results
