@@ -25,7 +25,7 @@ from medsymmflow.files import write_text_atomic
 from medsymmflow.provenance import provenance
 from medsymmflow.recipes import course_config
 from medsymmflow.reproduce import evaluate_test, majority_rule
-from medsymmflow.reproduce_report import summarize
+from medsymmflow.reproduce_report import summarize, summary_table
 
 # Each candidate: the fields it changes in the fast recipe.
 CANDIDATES = {
@@ -83,11 +83,6 @@ def run(datasets, candidates, seeds, models: Path, data_root) -> dict:
     }
 
 
-def _cell(entry: dict, metric: str) -> str:
-    spread = entry[f"{metric}_std"]
-    return f"{entry[metric]:.3f}" + (f" ± {spread:.3f}" if spread is not None else "")
-
-
 def markdown(results: dict) -> str:
     p = results["provenance"]
     lines = [
@@ -99,14 +94,8 @@ def markdown(results: dict) -> str:
         "Candidates (fields changed in the fast recipe): "
         + "; ".join(f"`{n}` {c or '(none)'}" for n, c in results["candidates"].items()),
         "",
-        "| dataset | candidate | decoding | draws | ACC | AUC | balanced ACC | ACC at 80 % | AURC |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *summary_table(results["summary"], model_header="candidate"),
     ]
-    for s in results["summary"]:
-        cells = [_cell(s, m) for m in ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc")]
-        lines.append(
-            f"| {s['dataset']} | {s['model']} | {s['decoding'] or '—'} | {s['draws']} | " + " | ".join(cells) + " |"
-        )
     lines += ["", "| dataset | majority rule ACC | balanced ACC |", "|---|---|---|"]
     for flag, rule in results["majority_rule"].items():
         lines.append(f"| {flag} | {rule['acc']:.3f} ({rule['class_name']}) | {rule['balanced_accuracy']:.3f} |")

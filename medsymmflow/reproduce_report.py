@@ -21,6 +21,20 @@ def summarize(rows: list[dict]) -> list[dict]:
     return summary
 
 
+def summary_table(summary: list[dict], model_header: str = "model") -> list[str]:
+    """The lines of a markdown table of :func:`summarize`'s entries, mean ± standard deviation per metric."""
+    lines = [
+        f"| dataset | {model_header} | decoding | draws | ACC | AUC | balanced ACC | ACC at 80 % coverage | AURC |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        cells = [_cell(s, m) for m in ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc")]
+        lines.append(
+            f"| {s['dataset']} | {s['model']} | {s['decoding'] or '—'} | {s['draws']} | " + " | ".join(cells) + " |"
+        )
+    return lines
+
+
 def markdown(results: dict) -> str:
     """The results as a readable markdown report."""
     p = results["provenance"]
@@ -44,14 +58,8 @@ def markdown(results: dict) -> str:
         "official decoding (`pixel_distance`: mean over pixels of the per-pixel colour distance). AUC is MedMNIST's. "
         "Mean ± standard deviation over seeds (a single seed shows no spread).",
         "",
-        "| dataset | model | decoding | draws | ACC | AUC | balanced ACC | ACC at 80 % coverage | AURC |",
-        "|---|---|---|---|---|---|---|---|---|",
+        *summary_table(results["summary"]),
     ]
-    for s in results["summary"]:
-        cells = [_cell(s, m) for m in ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc")]
-        lines.append(
-            f"| {s['dataset']} | {s['model']} | {s['decoding'] or '—'} | {s['draws']} | " + " | ".join(cells) + " |"
-        )
     lines += [
         "",
         "References (test split):",
