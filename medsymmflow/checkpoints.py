@@ -174,6 +174,11 @@ def load_state(net: nn.Module, file: Path, advice: str = "") -> None:
         ) from error
 
 
+def existing_checkpoints(out_dir: Path) -> list[str]:
+    """The checkpoint folders (of :data:`CHECKPOINTS`) that ``out_dir`` holds."""
+    return [name for name in CHECKPOINTS if (Path(out_dir) / name / "config.json").exists()]
+
+
 def prepare_run(out_dir: Path, config: TrainConfig, resume: bool, overwrite: bool, extend: bool) -> TrainConfig:
     """Refuse, before any work, an output folder that cannot be written or would lose a run.
 
@@ -181,7 +186,7 @@ def prepare_run(out_dir: Path, config: TrainConfig, resume: bool, overwrite: boo
     with ``extend`` and more ``steps`` than the saved run's, a new cosine from the step it reached.
     """
     check_writable(out_dir)
-    existing = [name for name in CHECKPOINTS if (out_dir / name / "config.json").exists()]
+    existing = existing_checkpoints(out_dir)
     if existing and not (resume or overwrite):
         raise FileExistsError(
             f"{out_dir} already holds a training run ({', '.join(n + '/' for n in existing)}); continue it with --resume "

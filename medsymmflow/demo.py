@@ -6,7 +6,7 @@ import logging
 import time
 from pathlib import Path
 
-from medsymmflow.checkpoints import load_checkpoint
+from medsymmflow.checkpoints import existing_checkpoints, load_checkpoint
 from medsymmflow.config import get_device
 from medsymmflow.data import load_dataset
 from medsymmflow.files import write_text_atomic
@@ -40,7 +40,7 @@ def run_demo(
     )
     say(f"MedSymmFlow demo: {data.title} ({banner})")
     folder = out / "checkpoints"
-    resume = not overwrite and any((folder / name / "config.json").exists() for name in ("last", "last.old"))
+    resume = not overwrite and any(name.startswith("last") for name in existing_checkpoints(folder))
     try:
         result = Trainer(train_config, folder, data=data, resume=resume, overwrite=overwrite).train()
     except ConfigMismatchError as error:
