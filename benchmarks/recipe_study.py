@@ -1,6 +1,13 @@
 """Recipe study: candidate changes to the fast recipe, each over several seeds, on the real test splits.
 
     python benchmarks/recipe_study.py --datasets retinamnist --candidates paper onehot t1-25 --seeds 0 1 2
+    python benchmarks/recipe_study.py --datasets pneumoniamnist-small synthetic-organamnist --candidates paper t1-25
+
+Datasets: any MedMNIST flag (the real files); ``pneumoniamnist-small``, the small imbalanced
+stand-in (:func:`small_standin`: 546 training and 78 validation images drawn stratified from
+PneumoniaMNIST's train split, its ~1:3 imbalance kept, tested on the real test split); and
+``synthetic-FLAG``, the procedural twin of a flag (its classes and channels, e.g. K = 11 for
+``organamnist``; at most 1,500 images a split), for many-class behaviour.
 
 Every candidate is the course's ``fast`` recipe (:func:`medsymmflow.recipes.course_config`)
 with a few fields changed; ``cnn-small`` is the same-run discriminative baseline (same
@@ -18,39 +25,81 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
+
 from medsymmflow import config
 from medsymmflow.course import train_or_load
-from medsymmflow.data import load_dataset
+from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin
 from medsymmflow.files import write_text_atomic
 from medsymmflow.provenance import provenance
 from medsymmflow.recipes import course_config
 from medsymmflow.reproduce import evaluate_test, majority_rule
 from medsymmflow.reproduce_report import summarize, summary_table
 
-# Each candidate: the fields it changes in the fast recipe.
+# Each candidate: the fields it sets in the fast recipe (each says its share of t = 1, the lever studied).
 CANDIDATES = {
-    "paper": {},  # the fast recipe as it is: RGB masks, t ~ U(0, 1)
-    "onehot": {"mask_mode": "onehot"},
-    "gray": {"mask_mode": "gray"},
+    "paper": {"classify_share": 0.0},  # the paper's training: RGB masks, t ~ U(0, 1)
+    "onehot": {"mask_mode": "onehot", "classify_share": 0.0},
+    "gray": {"mask_mode": "gray", "classify_share": 0.0},
     "t1-25": {"classify_share": 0.25},
+    "t1-50": {"classify_share": 0.5},
+    "t1-25-x2": {"classify_share": 0.25, "steps": 600, "checkpoint_every": 150},
     "onehot+t1-25": {"mask_mode": "onehot", "classify_share": 0.25},
-    "steps-x2": {"steps": 600, "checkpoint_every": 150},
-    "cnn-small": {"preset": "cnn-small"},
+    "steps-x2": {"steps": 600, "checkpoint_every": 150, "classify_share": 0.0},
+    "cnn-small": {"preset": "cnn-small", "classify_share": 0.0},  # a classifier: no t to share
 }
 DRAWS = (1, 8)
+SMALL = "pneumoniamnist-small"
+SMALL_COUNTS = {"train": 546, "val": 78}  # a few hundred images, like the smallest MedMNIST sets
+SYNTHETIC_PREFIX = "synthetic-"
+
+
+def small_standin(data: MedMNISTData, counts: dict[str, int] = SMALL_COUNTS, seed: int = 0) -> MedMNISTData:
+    """A stratified subsample of the train split (its class shares kept) as new train and val splits;
+    the test split stays the real one."""
+    rng = np.random.default_rng(seed)
+    images, labels = data.arrays["train_images"], data.arrays["train_labels"]
+    classes, per_class = np.unique(labels[:, 0], return_counts=True)
+    shares = per_class / per_class.sum()
+    chosen = {split: [] for split in counts}
+    for k, share in zip(classes, shares, strict=True):
+        order = rng.permutation(np.flatnonzero(labels[:, 0] == k))
+        start = 0
+        for split, n in counts.items():
+            take = round(n * share)
+            chosen[split].append(order[start : start + take])
+            start += take
+    arrays = {"test_images": data.arrays["test_images"], "test_labels": data.arrays["test_labels"]}
+    for split, parts in chosen.items():
+        index = np.sort(np.concatenate(parts))
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images[index], labels[index]
+    return MedMNISTData(data.flag, data.size, data.info, arrays)
+
+
+def load_study_dataset(name: str, data_root) -> MedMNISTData:
+    """A MedMNIST flag, :data:`SMALL` or ``synthetic-FLAG`` (see the module's docstring)."""
+    if name == SMALL:
+        return small_standin(load_dataset("pneumoniamnist", root=data_root))
+    if name.startswith(SYNTHETIC_PREFIX):
+        return synthetic_twin(name.removeprefix(SYNTHETIC_PREFIX), seed=0, max_per_split=1500)
+    return load_dataset(name, root=data_root)
 
 
 def run(datasets, candidates, seeds, models: Path, data_root) -> dict:
     rows, runs, majority, start = [], {}, {}, time.perf_counter()
     origin = provenance()  # read before the run: the checkout may change while it trains
     for flag in datasets:
-        data = load_dataset(flag, root=data_root)
+        data = load_study_dataset(flag, data_root)
         majority[flag] = majority_rule(data)
         for seed in seeds:
             for name in candidates:
-                train_config = course_config(flag, config.Profile("fast"), seed=seed, **CANDIDATES[name])
+                train_config = course_config(
+                    data.flag, config.Profile("fast"), seed=seed, allow_synthetic=data.synthetic, **CANDIDATES[name]
+                )
                 began = time.perf_counter()
-                model, meta = train_or_load(train_config, data, progress=False, root=models)
+                # the stand-in shares its flag with the full set: its runs are cached in a folder of their own
+                root = models / SMALL if flag == SMALL else models
+                model, meta = train_or_load(train_config, data, progress=False, root=root)
                 seconds = time.perf_counter() - began
                 runs[f"{flag} {name} seed {seed}"] = {
                     "config": meta["config"],
@@ -109,7 +158,7 @@ def markdown(results: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--datasets", nargs="+", default=["pneumoniamnist", "retinamnist"])
+    parser.add_argument("--datasets", nargs="+", default=["pneumoniamnist", "retinamnist", SMALL])
     parser.add_argument("--candidates", nargs="+", choices=tuple(CANDIDATES), default=["paper", "onehot", "cnn-small"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--models", default="runs/models", help="cache of trained runs (shared with the notebooks)")

@@ -7,31 +7,32 @@ import time
 from pathlib import Path
 
 from medsymmflow.checkpoints import existing_checkpoints, load_checkpoint
-from medsymmflow.config import get_device
+from medsymmflow.config import Profile, get_device
 from medsymmflow.data import load_dataset
 from medsymmflow.files import write_text_atomic
-from medsymmflow.recipes import ConfigMismatchError, TrainConfig
+from medsymmflow.recipes import ConfigMismatchError, course_config
 from medsymmflow.report import evaluate_to_files, sample_grid, summary_line
 from medsymmflow.train import Trainer
 
 logger = logging.getLogger(__name__)
 
-DEMO_STEPS = 600  # the demo's training steps (tiny UNet, 28 px): minutes on a laptop CPU
+DEMO_STEPS = 600  # the demo trains the fast recipe for this many steps (tiny UNet, 28 px): minutes on a laptop CPU
 DEMO_DRAWS = 8  # the demo's second evaluation averages the class distances over this many noise draws
 
 
 def run_demo(
     dataset: str, steps: int, seed: int, out: Path, overwrite: bool = False, data_root=None, say=logger.info
 ) -> Path:
-    """The demo: train the tiny model, pick the checkpoint on validation, classify the test split with
-    one and with ``DEMO_DRAWS`` noise draws, generate every class, and write ``out/report.md``.
+    """The demo: train the ``fast`` recipe (:func:`~medsymmflow.recipes.course_config`) for ``steps``
+    steps, pick the checkpoint on validation, classify the test split with one and with
+    ``DEMO_DRAWS`` noise draws, generate every class, and write ``out/report.md``.
 
     A run already in ``out`` is continued (or, when finished, reused) unless ``overwrite``.
 
     ``say`` receives one line per stage (the CLI prints them). Returns the report's path.
     """
     start = time.perf_counter()
-    train_config = TrainConfig(dataset=dataset, steps=steps, seed=seed, allow_synthetic=True)
+    train_config = course_config(dataset, Profile("fast"), steps=steps, seed=seed, allow_synthetic=True)
     data = load_dataset(train_config.dataset, train_config.size, root=data_root, allow_synthetic=True, seed=seed)
     banner = (
         "SYNTHETIC TWIN — the real data could not be loaded; numbers below are NOT about real images"
@@ -66,7 +67,8 @@ def run_demo(
         "",
         f"Data: {banner}.",
         f"Model: `{train_config.preset}` UNet, {train_config.image_size} px, {result.step} steps, "
-        f"batch {train_config.batch_size}, seed {seed}, decoding `{train_config.decoding}`; "
+        f"batch {train_config.batch_size}, {train_config.classify_share:.0%} of each batch at t = 1, seed {seed}, "
+        f"decoding `{train_config.decoding}`; "
         f"checkpoint chosen on the validation split (step {result.best_step}).",
         "",
         "Test split (classification: one Euler step from t = 1 to 0, per-class distances averaged over the draws):",

@@ -132,6 +132,7 @@ def test_demo_writes_its_report_from_the_library(tmp_path, capsys):
     )
     report = (tmp_path / "report.md").read_text()
     assert "SYNTHETIC TWIN" in report and "2 steps" in report and "decoding `pixel_distance`" in report
+    assert "25% of each batch at t = 1" in report  # the fast recipe's share
     assert report.count("- test, one Euler step,") == 2 and (tmp_path / "samples.png").stat().st_size > 0
     assert json.loads((tmp_path / "metrics_test_8draws.json").read_text())["n_samples"] == 8
     assert "wrote" in capsys.readouterr().out
