@@ -140,7 +140,7 @@ def markdown(results: dict) -> str:
         f"Device: {p['device']}. Commit {p['commit']}, torch {p['torch']}. Seeds {results['seeds']}; "
         f"total wall time {results['wall_seconds']:.0f} s. Mean ± standard deviation over seeds.",
         "",
-        "Candidates (fields changed in the fast recipe): "
+        "Candidates (fields set in the fast recipe): "
         + "; ".join(f"`{n}` {c or '(none)'}" for n, c in results["candidates"].items()),
         "",
         *summary_table(results["summary"], model_header="candidate"),

@@ -102,7 +102,7 @@ def model_configs(dataset: str, settings: Settings, seed: int, epochs: int) -> d
         flow = course_config(dataset, recipe, seed=seed, **tiny)
     else:
         flow = course_config(dataset, recipe, epochs=epochs, seed=seed)
-    baseline = TrainConfig(**{**flow.to_dict(), "preset": BASELINES[settings.recipe]})
+    baseline = TrainConfig(**{**flow.to_dict(), "preset": BASELINES[settings.recipe], "classify_share": 0.0})
     return {"MedSymmFlow": flow, BASELINE_NAMES[baseline.preset]: baseline}
 
 

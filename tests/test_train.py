@@ -148,6 +148,7 @@ def test_course_config_profiles():
     fast = course_config("pneumoniamnist", Profile("fast"))
     assert (fast.preset, fast.image_size, fast.steps, fast.classify_share) == ("tiny", 28, 300, 0.25)
     assert course_config("pneumoniamnist", Profile("fast"), classify_share=0.0).classify_share == 0.0  # overridable
+    assert course_config("pneumoniamnist", Profile("fast"), preset="cnn-small").classify_share == 0.0  # no t in a CNN
     full = course_config("pneumoniamnist", Profile("full"), seed=4)
     assert (full.preset, full.image_size, full.lr, full.seed, full.classify_share) == ("paper-pixel", 32, 4e-4, 4, 0.0)
     assert full.steps == 100 * 74  # 100 epochs of 4,708 images in batches of 64
