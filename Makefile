@@ -41,8 +41,9 @@ lint: $(STAMP)
 test-unit: $(STAMP)
 	MEDSYMMFLOW_PROFILE=fast $(PY) -m pytest tests/
 
+# --durations=0 lists every cell's seconds, slowest first: each notebook's time, cold, in the log.
 test-notebooks: $(STAMP)
-	MEDSYMMFLOW_PROFILE=fast $(PY) -m pytest --nbval-lax --nbval-current-env notebooks/
+	MEDSYMMFLOW_PROFILE=fast $(PY) -m pytest --nbval-lax --nbval-current-env --durations=0 notebooks/
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

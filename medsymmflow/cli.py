@@ -59,7 +59,6 @@ class _Commands:
 
 def build_parser() -> argparse.ArgumentParser:
     from medsymmflow import __version__
-    from medsymmflow.demo import DEMO_STEPS
     from medsymmflow.flow.solvers import SOLVERS
 
     parser = argparse.ArgumentParser(
@@ -121,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = parsers.add_parser("demo", help="train the tiny model, classify the test split, generate, write a report")
     demo.add_argument("--dataset", default="pneumoniamnist")
-    demo.add_argument("--steps", type=_positive, default=DEMO_STEPS, help="training steps (default %(default)s)")
+    demo.add_argument(
+        "--steps",
+        type=_positive,
+        help="training steps (default: the fast recipe's, sized by the set's training split: 300 to 600)",
+    )
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--out", default="runs/demo")
     demo.add_argument(

@@ -16,23 +16,30 @@ from medsymmflow.train import Trainer
 
 logger = logging.getLogger(__name__)
 
-DEMO_STEPS = 600  # the demo trains the fast recipe for this many steps (tiny UNet, 28 px): minutes on a laptop CPU
 DEMO_DRAWS = 8  # the demo's second evaluation averages the class distances over this many noise draws
 
 
 def run_demo(
-    dataset: str, steps: int, seed: int, out: Path, overwrite: bool = False, data_root=None, say=logger.info
+    dataset: str,
+    steps: int | None,
+    seed: int,
+    out: Path,
+    overwrite: bool = False,
+    data_root=None,
+    say=logger.info,
 ) -> Path:
-    """The demo: train the ``fast`` recipe (:func:`~medsymmflow.recipes.course_config`) for ``steps``
-    steps, pick the checkpoint on validation, classify the test split with one and with
-    ``DEMO_DRAWS`` noise draws, generate every class, and write ``out/report.md``.
+    """The demo: train the ``fast`` recipe (:func:`~medsymmflow.recipes.course_config`; ``steps``, if
+    given, replaces the steps it sizes by the flag's official training split), pick the checkpoint on validation,
+    classify the test split with one and with ``DEMO_DRAWS`` noise draws, generate every class,
+    and write ``out/report.md``.
 
     A run already in ``out`` is continued (or, when finished, reused) unless ``overwrite``.
 
     ``say`` receives one line per stage (the CLI prints them). Returns the report's path.
     """
     start = time.perf_counter()
-    train_config = course_config(dataset, Profile("fast"), steps=steps, seed=seed, allow_synthetic=True)
+    overrides = {} if steps is None else {"steps": steps}
+    train_config = course_config(dataset, Profile("fast"), seed=seed, allow_synthetic=True, **overrides)
     data = load_dataset(train_config.dataset, train_config.size, root=data_root, allow_synthetic=True, seed=seed)
     banner = (
         "SYNTHETIC TWIN — the real data could not be loaded; numbers below are NOT about real images"

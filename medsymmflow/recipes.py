@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 from medsymmflow.config import Profile, full_epochs
@@ -207,26 +208,55 @@ def config_field_help() -> dict[str, str]:
 # The full recipe stays the paper's (0).
 FAST_CLASSIFY_SHARE = 0.25
 
+# The fast recipe's length is sized by the training split: FAST_EPOCHS passes over it, in whole
+# validation intervals of FAST_CHECKPOINT_EVERY steps, within FAST_STEPS (batch 64; about 0.5 s a step
+# on 2 CPU cores, so at most 5 minutes of training). Sets of up to 685 images get 300 steps, 686 to
+# 959 get 450, and every set from 960 images up reaches the ceiling, the 2-core CPU budget
+# (benchmarks/results/recipe_study_steps_cpu_2026-11-28/).
+FAST_EPOCHS = 35
+FAST_STEPS = (300, 600)
+FAST_CHECKPOINT_EVERY = 150
 
-def course_config(dataset: str, profile: Profile, epochs: int | None = None, **overrides) -> TrainConfig:
+
+def _check_n_train(n_train) -> int:
+    if isinstance(n_train, bool) or not isinstance(n_train, numbers.Integral) or n_train < 1:
+        raise ValueError(f"n_train must be a positive integer (images in the training split), got {n_train!r}")
+    return int(n_train)
+
+
+def fast_steps(n_train: int) -> int:
+    """Steps of the fast recipe for a training split of ``n_train`` images:
+    ``clamp(150 * round(35 * n_train / (64 * 150)), 300, 600)`` (:data:`FAST_EPOCHS`,
+    :data:`FAST_STEPS`, :data:`FAST_CHECKPOINT_EVERY`)."""
+    intervals = round(FAST_EPOCHS * _check_n_train(n_train) / (64 * FAST_CHECKPOINT_EVERY))
+    low, high = FAST_STEPS
+    return min(max(intervals * FAST_CHECKPOINT_EVERY, low), high)
+
+
+def course_config(
+    dataset: str, profile: Profile, epochs: int | None = None, n_train: int | None = None, **overrides
+) -> TrainConfig:
     """The course's standard run of a dataset in a profile (used by the notebooks and benchmarks).
 
     Both use the paper's masks and decoding (truncated palette index, per-pixel distance).
-    ``fast``: the ``tiny`` UNet at native 28 px, 300 steps of batch 64, lr 1e-3 (CPU minutes),
-    with :data:`FAST_CLASSIFY_SHARE` of each batch at ``t = 1``.
+    ``fast``: the ``tiny`` UNet at native 28 px, batch 64, lr 1e-3, :func:`fast_steps` steps
+    (300 to 600: CPU minutes), validated every 150, with :data:`FAST_CLASSIFY_SHARE` of each
+    batch at ``t = 1``. ``n_train``, the images in the training split, sizes both recipes
+    (default: the flag's official count; a subsample passes its own).
     ``full``: the paper's ``paper-pixel`` UNet at 32 px, AdamW 4e-4, batch 64, ``epochs`` epochs
     of the training split (default :func:`medsymmflow.config.full_epochs`: 100, a tenth of the
     paper's 1000), warm-up 5 % of the steps, validated every tenth of the run (also when
     ``steps`` is overridden). ``epochs`` is ignored by ``fast``.
     """
+    n_train = dataset_info(dataset)["n_samples"]["train"] if n_train is None else _check_n_train(n_train)
     if profile.is_fast:
         settings = dict(
             preset="tiny",
             image_size=28,
-            steps=300,
+            steps=fast_steps(n_train),
             batch_size=64,
             lr=1e-3,
-            checkpoint_every=150,
+            checkpoint_every=FAST_CHECKPOINT_EVERY,
             classify_share=FAST_CLASSIFY_SHARE,
         )
     else:
@@ -234,7 +264,7 @@ def course_config(dataset: str, profile: Profile, epochs: int | None = None, **o
         if not isinstance(epochs, int) or epochs < 1:
             raise ValueError(f"epochs must be an integer >= 1, got {epochs!r}")
         # warm-up and validation follow the run's length, also when steps are overridden
-        steps = overrides.get("steps", epochs * math.ceil(dataset_info(dataset)["n_samples"]["train"] / 64))
+        steps = overrides.get("steps", epochs * math.ceil(n_train / 64))
         settings = dict(
             preset="paper-pixel",
             image_size=32,

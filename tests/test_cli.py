@@ -113,6 +113,13 @@ def test_recipe_flags_override_the_course_recipe(tmp_path):
     assert (config.balanced, config.decoding, config.preset) == (False, "mean_colour", "tiny")
 
 
+def test_demo_trains_the_recipes_steps_unless_told():
+    from medsymmflow.cli import build_parser
+
+    assert build_parser().parse_args(["demo"]).steps is None  # run_demo then takes course_config's
+    assert build_parser().parse_args(["demo", "--steps", "40"]).steps == 40
+
+
 def test_demo_writes_its_report_from_the_library(tmp_path, capsys):
     assert (
         main(

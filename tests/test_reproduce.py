@@ -82,7 +82,7 @@ def test_each_recipe_pairs_medsymmflow_with_its_same_run_baseline():
 
     fast = model_configs("retinamnist", Settings(recipe="fast"), seed=2, epochs=100)
     assert [c.preset for c in fast.values()] == ["tiny", "cnn-small"]
-    assert all(c.steps == 300 and c.seed == 2 and c.palette_index == "truncate" for c in fast.values())
+    assert all(c.steps == 600 and c.seed == 2 and c.palette_index == "truncate" for c in fast.values())
     full = model_configs("retinamnist", Settings(recipe="full"), seed=0, epochs=27)
     assert [c.preset for c in full.values()] == ["paper-pixel", "resnet18"]
     assert all(c.steps == 27 * 17 and c.decoding == "pixel_distance" for c in full.values())  # 1,080 images: 17 batches

@@ -146,7 +146,13 @@ def test_course_config_profiles():
     from medsymmflow.recipes import course_config
 
     fast = course_config("pneumoniamnist", Profile("fast"))
-    assert (fast.preset, fast.image_size, fast.steps, fast.classify_share) == ("tiny", 28, 300, 0.25)
+    assert (fast.preset, fast.image_size, fast.steps, fast.classify_share) == ("tiny", 28, 600, 0.25)
+    assert course_config("pneumoniamnist", Profile("fast"), n_train=546).steps == 300  # sized by the split
+    assert course_config("pneumoniamnist", Profile("fast"), n_train=np.int64(546)).steps == 300
+    assert course_config("pneumoniamnist", Profile("fast"), n_train=546, steps=40).steps == 40  # overridable
+    assert course_config("pneumoniamnist", Profile("full"), epochs=1, n_train=640).steps == 10  # full sized too
+    with pytest.raises(ValueError, match="n_train must be a positive integer"):
+        course_config("pneumoniamnist", Profile("full"), n_train=0)
     assert course_config("pneumoniamnist", Profile("fast"), classify_share=0.0).classify_share == 0.0  # overridable
     assert course_config("pneumoniamnist", Profile("fast"), preset="cnn-small").classify_share == 0.0  # no t in a CNN
     full = course_config("pneumoniamnist", Profile("full"), seed=4)
@@ -155,6 +161,35 @@ def test_course_config_profiles():
     assert (full.warmup_steps, full.checkpoint_every) == (370, 740)  # 5 % warm-up, validation every tenth
     short = course_config("pneumoniamnist", Profile("full"), steps=300)
     assert (short.steps, short.warmup_steps, short.checkpoint_every) == (300, 15, 30)  # they follow overridden steps
+
+
+@pytest.mark.parametrize(
+    ("n_train", "steps"),
+    [
+        (1, 300),  # the floor
+        (546, 300),  # BreastMNIST and the recipe study's stand-in: 35 epochs are 299 steps, two intervals
+        (685, 300),  # 2.497 intervals
+        (686, 450),  # 2.501 intervals
+        (800, 450),  # 437 steps, rounded to three intervals
+        (959, 450),
+        (960, 600),  # 3.5 intervals round to four
+        (1080, 600),  # RetinaMNIST: 591 steps, four intervals
+        (4708, 600),  # PneumoniaMNIST: the ceiling (8 epochs)
+        (165_466, 600),  # TissueMNIST: the ceiling
+    ],
+)
+def test_fast_steps_are_sized_by_the_training_split(n_train, steps):
+    from medsymmflow.recipes import FAST_CHECKPOINT_EVERY, fast_steps
+
+    assert fast_steps(n_train) == steps and steps % FAST_CHECKPOINT_EVERY == 0
+
+
+@pytest.mark.parametrize("bad", [0, -5, 2.5, "546", True])
+def test_fast_steps_refuse_what_is_not_a_count(bad):
+    from medsymmflow.recipes import fast_steps
+
+    with pytest.raises(ValueError, match="n_train must be a positive integer"):
+        fast_steps(bad)
 
 
 def test_train_or_load_trains_once_then_loads(tmp_path, data, monkeypatch):
