@@ -89,13 +89,23 @@ def model_configs(dataset: str, settings: Settings, seed: int, epochs: int) -> d
     """The MedSymmFlow and baseline configurations of one run: the recipe's (``fast`` ignores
     ``epochs``), or with ``smoke`` a tiny model for a few steps."""
     recipe = config.Profile(settings.recipe)
-    tiny = (
-        dict(image_size=28, steps=20, batch_size=16, warmup_steps=2, checkpoint_every=10, allow_synthetic=True)
+    smoke = (
+        dict(
+            preset="tiny",
+            image_size=28,
+            steps=20,
+            batch_size=16,
+            warmup_steps=2,
+            checkpoint_every=10,
+            allow_synthetic=True,
+        )
         if settings.smoke
         else {}
     )
-    flow = course_config(dataset, recipe, epochs=epochs, seed=seed, **tiny, **({"preset": "tiny"} if tiny else {}))
-    baseline = course_config(dataset, recipe, epochs=epochs, seed=seed, preset=BASELINES[settings.recipe], **tiny)
+    flow = course_config(dataset, recipe, epochs=epochs, seed=seed, **smoke)
+    baseline = course_config(
+        dataset, recipe, epochs=epochs, seed=seed, **{**smoke, "preset": BASELINES[settings.recipe]}
+    )
     return {"MedSymmFlow": flow, BASELINE_NAMES[baseline.preset]: baseline}
 
 
