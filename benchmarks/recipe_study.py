@@ -49,6 +49,7 @@ CANDIDATES = {
     # 600 steps of batch 32, the compute of 300 steps of batch 64: more, noisier updates
     "t1-25-b32": {"classify_share": 0.25, "batch_size": 32, "steps": 600, "checkpoint_every": 150},
     "t1-25-lr2": {"classify_share": 0.25, "lr": 2e-3},
+    "t1-25-flip": {"classify_share": 0.25, "flip": True},  # random horizontal flips of training images
     "onehot+t1-25": {"mask_mode": "onehot", "classify_share": 0.25},
     "steps-x2": {"steps": 600, "checkpoint_every": 150, "classify_share": 0.0},  # paper's t, 600 steps
     "cnn-small": {"preset": "cnn-small"},  # course_config trains a baseline with no share of t

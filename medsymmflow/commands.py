@@ -32,15 +32,21 @@ def course(args: argparse.Namespace) -> int:
     for notebook in notebooks:
         run = run_notebook(notebook, out_dir, timeout=args.timeout, stall_seconds=args.stall_timeout)
         if run.stalled:  # a message lost between kernel and client, not the notebook's fault: one more try
-            print(f"{notebook.name:<48} {run.seconds:8.1f} s  {run.error}; running it once more", flush=True)
+            print(
+                f"{notebook.name:<48} {run.seconds:8.1f} s  {run.error}{_late(run)}; running it once more", flush=True
+            )
             total += run.seconds
             run = run_notebook(notebook, out_dir, timeout=args.timeout, stall_seconds=args.stall_timeout)
         total += run.seconds
         status = "ok" if run.ok else f"FAILED: {run.error}"
         failures += not run.ok
-        print(f"{notebook.name:<48} {run.seconds:8.1f} s  {status}", flush=True)
+        print(f"{notebook.name:<48} {run.seconds:8.1f} s  {status}{_late(run)}", flush=True)
     print(f"{'total':<48} {total:8.1f} s  {len(notebooks) - failures} ok, {failures} failed")
     return 1 if failures else 0
+
+
+def _late(run) -> str:
+    return f" ({run.late_replies} kernel reply(ies) reached the runner late)" if run.late_replies else ""
 
 
 def train_config(args: argparse.Namespace):

@@ -16,7 +16,9 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
+from queue import Empty
 
 from medsymmflow.checkpoints import load_checkpoint, read_checkpoint_meta, settings_key
 from medsymmflow.config import get_device, runs_dir
@@ -46,8 +48,9 @@ def train_or_load(
     (resuming an interrupted run). ``root``: the folder of cached runs (see :func:`run_dir`).
 
     Returns:
-        ``(model on the default device in eval mode, checkpoint metadata)``; the metadata's
-        ``history`` holds the validation record of the training run.
+        ``(model on the default device in eval mode, checkpoint metadata)``: the best checkpoint's
+        metadata (its ``step`` is the step picked on validation), except ``history``, the whole
+        run's validation record from ``last/`` (``best/`` holds it only up to its own step).
     """
     data = data or load_dataset(config.dataset, config.size, allow_synthetic=config.allow_synthetic, seed=config.seed)
     folder = run_dir(config, data.synthetic, root)
@@ -58,7 +61,8 @@ def train_or_load(
     if not finished:  # a run killed after its first validation has a best/ but must still resume to config.steps
         resume = finished is not None
         Trainer(config, folder, data=data, resume=resume, overwrite=not resume, progress=progress).train()
-    return load_checkpoint(folder / "best", expected=config, device=get_device())
+    model, meta = load_checkpoint(folder / "best", expected=config, device=get_device())
+    return model, {**meta, "history": read_checkpoint_meta(folder / "last")["history"]}
 
 
 @dataclass
@@ -71,6 +75,7 @@ class NotebookRun:
     executed: Path
     html: Path
     stalled: bool = False
+    late_replies: int = 0  # execute replies that reached the client late (see :class:`SlicedReplies`)
 
     @property
     def ok(self) -> bool:
@@ -138,6 +143,63 @@ class StallWatch(threading.Thread):
                 watched = None
 
 
+class SlicedReplies:
+    """Wait for kernel messages in short slices, so a missed socket wake-up costs seconds, not the cell.
+
+    nbclient awaits each message in one ``zmq.asyncio`` poll of up to the cell timeout (the
+    execute reply) or with no timeout at all (IOPub). That poll watches libzmq's edge-triggered
+    descriptor; when the wake-up is missed, the message sits unread in the client's socket
+    until the poll's own timeout, whose final level check then finds it. Measured here: chapter
+    2's widget-explorer cell ran about 1 s, and in 8 of 30 runs its reply, sent on time by the
+    kernel (the header's date), reached the client about 4 s later, exactly at the end of a
+    5 s slice (``benchmarks/results/runner_stall_cpu_2026-11-28``); a single poll of the cell
+    timeout had stalled the course there. Installed on a started client's shell and IOPub
+    channels, this caps every poll at ``SLICE_SECONDS`` and keeps waiting up to the caller's
+    own timeout. ``late`` records ``(cell, seconds)`` for every execute reply that reached the
+    client more than ``LATE_SECONDS`` after the kernel sent it.
+    """
+
+    SLICE_SECONDS = 5.0
+    LATE_SECONDS = 1.0
+
+    def __init__(self, watch: StallWatch):
+        self.watch = watch
+        self.late: list[tuple[int, float]] = []
+
+    def install(self, client) -> None:
+        """Wrap the started client's shell and IOPub ``get_msg`` (an nbclient ``on_notebook_start`` hook)."""
+        for channel in (client.kc.shell_channel, client.kc.iopub_channel):
+            channel.get_msg = self.sliced(channel.get_msg)
+
+    def sliced(self, get_msg):
+        """``get_msg`` waiting in slices of at most ``SLICE_SECONDS``, ``timeout`` seconds in all (``None``: no limit)."""
+
+        async def get_msg_in_slices(timeout: float | None = None) -> dict:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                left = self.SLICE_SECONDS if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    message = await get_msg(timeout=min(self.SLICE_SECONDS, left))
+                except Empty:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+                    continue
+                if message.get("msg_type") == "execute_reply":
+                    self._note_lag(message)
+                return message
+
+        return get_msg_in_slices
+
+    def _note_lag(self, message: dict) -> None:
+        sent = message.get("header", {}).get("date")
+        lag = (datetime.now(timezone.utc) - sent).total_seconds() if isinstance(sent, datetime) else 0.0
+        if lag > self.LATE_SECONDS:
+            self.late.append((self.watch.cell, lag))
+            logger.warning(
+                "cell %s: its reply reached the client %.1f s after the kernel sent it", self.watch.cell, lag
+            )
+
+
 def run_notebook(notebook: Path, out_dir: Path, timeout: int = 3600, stall_seconds: float = 180) -> NotebookRun:
     """Execute one notebook in its own folder; save the executed copy and an HTML copy.
 
@@ -160,7 +222,9 @@ def run_notebook(notebook: Path, out_dir: Path, timeout: int = 3600, stall_secon
         resources={"metadata": {"path": str(notebook.parent)}},
         on_cell_start=lambda cell, cell_index: watch.cell_started(cell_index, _kernel_pid(client)),
         on_cell_executed=lambda cell, cell_index, execute_reply: watch.cell_finished(),
+        on_notebook_start=lambda notebook: slices.install(client),
     )
+    slices = SlicedReplies(watch)
     start = time.perf_counter()
     error = None
     watch.start()
@@ -188,7 +252,7 @@ def run_notebook(notebook: Path, out_dir: Path, timeout: int = 3600, stall_secon
     nbformat.write(nb, executed)
     body, _ = HTMLExporter().from_notebook_node(nb)
     html.write_text(body, encoding="utf-8")
-    return NotebookRun(notebook, seconds, error, executed, html, watch.stalled_cell is not None)
+    return NotebookRun(notebook, seconds, error, executed, html, watch.stalled_cell is not None, len(slices.late))
 
 
 def _kernel_pid(client) -> int | None:

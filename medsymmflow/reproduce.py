@@ -35,8 +35,7 @@ import numpy as np
 
 from medsymmflow import config
 from medsymmflow.budget import PROBE_STEPS, Plan, plan_epochs, probe_seconds_per_step
-from medsymmflow.checkpoints import read_checkpoint_meta
-from medsymmflow.course import run_dir, train_or_load
+from medsymmflow.course import train_or_load
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.data.masks import DECODINGS
 from medsymmflow.evaluate import evaluate_split
@@ -165,14 +164,11 @@ def run_one(
         start = time.perf_counter()
         model, meta = train_or_load(train_config, data, progress=False, root=models_dir)
         phases[f"train {name}"] = time.perf_counter() - start
-        last = read_checkpoint_meta(
-            run_dir(train_config, data.synthetic, models_dir) / "last"
-        )  # best/ holds the history up to its step
         runs[name] = {
             "config": meta["config"],
             "best_step": meta["best_step"],
-            "step": last["step"],
-            "history": last["history"],
+            "step": meta["history"][-1]["step"],
+            "history": meta["history"],
         }
         for decoding in DECODINGS if isinstance(model, SymmetricFlow) else (None,):
             if decoding is not None:

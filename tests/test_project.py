@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 
 import nbformat
+import pytest
 import yaml
 
 import medsymmflow
@@ -124,6 +125,7 @@ def test_a_kernel_idle_while_its_cell_waits_fails_fast_as_stalled(tmp_path, monk
     from medsymmflow import course
 
     monkeypatch.setattr(course.StallWatch, "POLL_SECONDS", 0.5)
+    monkeypatch.setattr(course.SlicedReplies, "SLICE_SECONDS", 0.5)  # the slices end; the wait goes on
     notebook = tmp_path / "01_idle.ipynb"
     cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("import time\ntime.sleep(600)")]
     nbformat.write(nbformat.v4.new_notebook(cells=cells), notebook)
@@ -131,8 +133,44 @@ def test_a_kernel_idle_while_its_cell_waits_fails_fast_as_stalled(tmp_path, monk
     run = course.run_notebook(notebook, tmp_path / "out", timeout=600, stall_seconds=3)
     assert time.perf_counter() - start < 60
     assert not run.ok and run.error.startswith("cell 1: stalled: the kernel sat idle for 3 s") and run.html.exists()
-    assert run.stalled
+    assert run.stalled and run.late_replies == 0
     # the course runner tries a stalled notebook once more, then reports it as failed
     assert main(["course", str(notebook), "--out", str(tmp_path / "c"), "--stall-timeout", "3"]) == 1
     out = capsys.readouterr().out
     assert "running it once more" in out and "0 ok, 1 failed" in out
+
+
+def test_sliced_replies_keep_waiting_to_the_callers_timeout_and_record_a_late_reply():
+    """Each poll is capped at a slice; the wait lasts the caller's timeout; a reply sent long ago is recorded late."""
+    import asyncio
+    from datetime import datetime, timedelta, timezone
+    from queue import Empty
+    from types import SimpleNamespace
+
+    from medsymmflow.course import SlicedReplies
+
+    timeouts = []
+    ready = []  # the messages waiting in the socket
+
+    async def get_msg(timeout=None):
+        timeouts.append(timeout)
+        if ready:
+            return ready.pop()
+        await asyncio.sleep(timeout)
+        raise Empty
+
+    sliced = SlicedReplies(SimpleNamespace(cell=21))
+    sliced.SLICE_SECONDS = 0.05
+    wait = sliced.sliced(get_msg)
+    start = time.monotonic()
+    with pytest.raises(Empty):  # nothing arrives: Empty after the caller's 0.3 s, not after the first slice
+        asyncio.run(wait(timeout=0.3))
+    assert 0.3 <= time.monotonic() - start < 5 and len(timeouts) >= 2 and max(timeouts) <= 0.05
+    sent = datetime.now(timezone.utc) - timedelta(seconds=4)  # the kernel's clock: sent 4 s ago
+    ready.append({"msg_type": "execute_reply", "header": {"date": sent}, "parent_header": {"msg_id": "m"}})
+    reply = asyncio.run(asyncio.wait_for(wait(timeout=None), 5))
+    assert reply["msg_type"] == "execute_reply"
+    assert len(sliced.late) == 1 and sliced.late[0][0] == 21 and 4 <= sliced.late[0][1] < 10
+    ready.append({"msg_type": "execute_reply", "header": {"date": datetime.now(timezone.utc)}, "parent_header": {}})
+    asyncio.run(asyncio.wait_for(wait(timeout=None), 5))
+    assert len(sliced.late) == 1  # a reply on time is not late

@@ -218,8 +218,22 @@ def test_train_or_load_resumes_a_run_killed_after_its_first_validation(tmp_path,
     assert (folder / "best" / "config.json").exists()
     _, meta = course.train_or_load(config, data, progress=False, root=tmp_path)
     assert meta["step"] <= 6 and read_checkpoint_meta(folder / "last")["step"] == 6
-    assert [h["step"] for h in meta["history"]][-1] in (3, 6)
-    assert [h["step"] for h in read_checkpoint_meta(folder / "last")["history"]] == [3, 6]
+    assert [h["step"] for h in meta["history"]] == [3, 6]  # the whole run's record, wherever best/ is
+    assert meta["history"] == read_checkpoint_meta(folder / "last")["history"]
+
+
+def test_train_or_load_returns_the_whole_history_when_validation_picks_an_early_step(tmp_path, data, monkeypatch):
+    from medsymmflow import train
+
+    scores, evaluate = iter([0.9, 0.5]), train.evaluate_split
+
+    def declining(*args, **kwargs):  # the first validation scores best, so best/ is step 3 of 6
+        metrics, details = evaluate(*args, **kwargs)
+        return {**metrics, "auc": next(scores)}, details
+
+    monkeypatch.setattr(train, "evaluate_split", declining)
+    _, meta = course.train_or_load(_config(), data, progress=False, root=tmp_path)
+    assert meta["step"] == 3 and [h["step"] for h in meta["history"]] == [3, 6]
 
 
 def test_a_checkpoint_written_before_the_paper_options_existed_loads_as_it_was_trained(tmp_path, data):
