@@ -51,6 +51,7 @@ CANDIDATES = {
     "t1-25-lr2": {"classify_share": 0.25, "lr": 2e-3},
     "t1-25-flip": {"classify_share": 0.25, "flip": True},  # random horizontal flips of training images
     "onehot+t1-25": {"mask_mode": "onehot", "classify_share": 0.25},
+    "gray+t1-25": {"mask_mode": "gray", "classify_share": 0.25},
     "steps-x2": {"steps": 600, "checkpoint_every": 150, "classify_share": 0.0},  # paper's t, 600 steps
     "cnn-small": {"preset": "cnn-small"},  # course_config trains a baseline with no share of t
     "cnn-small-x2": {"preset": "cnn-small", "steps": 600, "checkpoint_every": 150},  # beside t1-25-x2
@@ -92,6 +93,24 @@ def load_study_dataset(name: str, data_root) -> MedMNISTData:
     return load_dataset(name, root=data_root)
 
 
+def train_candidate(flag: str, data: MedMNISTData, name: str, seed: int, models: Path) -> tuple:
+    """Train (or load from ``models``) one candidate on a study dataset: ``(model, run record)``."""
+    train_config = course_config(
+        data.flag,
+        config.Profile("fast"),
+        n_train=len(data.labels("train")),  # the stand-in is sized by its own 546 images
+        seed=seed,
+        allow_synthetic=data.synthetic,
+        **CANDIDATES[name],
+    )
+    began = time.perf_counter()
+    # the stand-in shares its flag with the full set: its runs are cached in a folder of their own
+    root = models / SMALL if flag == SMALL else models
+    model, meta = train_or_load(train_config, data, progress=False, root=root)
+    seconds = time.perf_counter() - began
+    return model, {"config": meta["config"], "best_step": meta["best_step"], "train_or_load_seconds": seconds}
+
+
 def run(datasets, candidates, seeds, models: Path, data_root) -> dict:
     rows, runs, majority, start = [], {}, {}, time.perf_counter()
     origin = provenance()  # read before the run: the checkout may change while it trains
@@ -100,26 +119,10 @@ def run(datasets, candidates, seeds, models: Path, data_root) -> dict:
         majority[flag] = majority_rule(data)
         for seed in seeds:
             for name in candidates:
-                train_config = course_config(
-                    data.flag,
-                    config.Profile("fast"),
-                    n_train=len(data.labels("train")),  # the stand-in is sized by its own 546 images
-                    seed=seed,
-                    allow_synthetic=data.synthetic,
-                    **CANDIDATES[name],
-                )
-                began = time.perf_counter()
-                # the stand-in shares its flag with the full set: its runs are cached in a folder of their own
-                root = models / SMALL if flag == SMALL else models
-                model, meta = train_or_load(train_config, data, progress=False, root=root)
-                seconds = time.perf_counter() - began
-                runs[f"{flag} {name} seed {seed}"] = {
-                    "config": meta["config"],
-                    "best_step": meta["best_step"],
-                    "train_or_load_seconds": seconds,
-                }
+                model, record = train_candidate(flag, data, name, seed, models)
+                runs[f"{flag} {name} seed {seed}"] = record
                 for draws in DRAWS:
-                    scores = evaluate_test(model, data, train_config.image_size, draws, seed)
+                    scores = evaluate_test(model, data, record["config"]["image_size"], draws, seed)
                     rows.append(
                         {
                             "dataset": flag,
@@ -160,12 +163,15 @@ def markdown(results: dict) -> str:
     lines += ["", "| dataset | majority rule ACC | balanced ACC |", "|---|---|---|"]
     for flag, rule in results["majority_rule"].items():
         lines.append(f"| {flag} | {rule['acc']:.3f} ({rule['class_name']}) | {rule['balanced_accuracy']:.3f} |")
-    lines += ["", "Seconds to train (or load) each run:", ""]
-    lines += [
-        f"- {name}: {r['train_or_load_seconds']:.0f} s, best step {r['best_step']}"
-        for name, r in results["runs"].items()
+    return "\n".join(lines + run_lines(results["runs"])) + "\n"
+
+
+def run_lines(runs: dict) -> list[str]:
+    """Markdown lines: the seconds each run took to train (or load), and its best step."""
+    lines = ["", "Seconds to train (or load) each run:", ""]
+    return lines + [
+        f"- {name}: {r['train_or_load_seconds']:.0f} s, best step {r['best_step']}" for name, r in runs.items()
     ]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import os
 import threading
 from pathlib import Path
@@ -12,6 +13,15 @@ import pytest
 from medsymmflow.data import DatasetUnavailableError, load_medmnist
 
 REQUIRE_REAL = os.environ.get("MEDSYMMFLOW_REQUIRE_REAL_DATA") == "1"
+
+
+def load_benchmark(name: str):
+    """A script of ``benchmarks/`` (not a package) as a module, e.g. ``load_benchmark("recipe_study")``."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_train(data_root, steps: int = 2) -> list[str]:

@@ -180,3 +180,18 @@ def test_onehot_masks_decode_the_posterior_mix_by_its_largest_weight():
     rgb = masks.class_colours(4)
     rgb_mix = (p[:, None] * rgb).sum(0)[None, :, None, None].expand(1, 3, 2, 2)
     assert masks.masks_to_labels(rgb_mix, rgb, "mean_colour").item() == 2
+
+
+@pytest.mark.parametrize("n_classes", range(2, 12))
+def test_centre_separation_closed_forms(n_classes):
+    assert masks.centre_separation(n_classes, "onehot") == pytest.approx(2 * np.sqrt(2))
+    assert masks.centre_separation(n_classes, "gray") == pytest.approx(15 / (n_classes - 1))
+    assert masks.centre_separation(n_classes, "gray", gray_beta=2.0) == pytest.approx(2 / (n_classes - 1))
+    colours = masks.class_colours(n_classes).double()
+    gaps = [float((colours[j] - colours[k]).norm()) for j in range(n_classes) for k in range(j)]
+    assert masks.centre_separation(n_classes, "rgb") == pytest.approx(min(gaps))
+
+
+def test_centre_separation_of_the_palette_extremes():
+    assert masks.centre_separation(2) == pytest.approx(np.sqrt(3) * 225 / 127.5)  # black vs (225, 225, 225)
+    assert masks.centre_separation(5) == pytest.approx(75 / 127.5)  # truncation: four classes on one line

@@ -1,20 +1,13 @@
 """The recipe study's datasets: the small imbalanced stand-in and the many-class synthetic twins."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-STUDY = Path(__file__).resolve().parents[1] / "benchmarks" / "recipe_study.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("recipe_study", STUDY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("recipe_study")
 
 
 def test_small_standin_keeps_the_imbalance_and_the_real_test_split(study, real_data):

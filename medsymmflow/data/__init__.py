@@ -8,6 +8,7 @@ from medsymmflow.data.dataset import (
     load_medmnist,
     synthetic_twin,
     to_float,
+    to_uint8,
 )
 from medsymmflow.data.masks import class_colours, labels_to_masks, mask_distances, masks_to_labels
 from medsymmflow.data.medmnist import (
@@ -43,4 +44,5 @@ __all__ = [
     "masks_to_labels",
     "synthetic_twin",
     "to_float",
+    "to_uint8",
 ]

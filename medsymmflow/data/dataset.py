@@ -30,6 +30,16 @@ def to_float(images: np.ndarray | torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
 
 
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """float (N, C, H, W) images in about [-1, 1] -> uint8 as the official files store them,
+    (N, H, W) for one channel and (N, H, W, C) otherwise: ``clip(round((x + 1) 127.5), 0, 255)``.
+    The inverse of :func:`to_float` on its outputs; how a generated image is saved."""
+    if images.ndim != 4:
+        raise ValueError(f"expected float images (N, C, H, W), got shape {tuple(images.shape)}")
+    x = ((images.detach().float().cpu() + 1.0) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    return (x[:, 0] if x.shape[1] == 1 else x.permute(0, 2, 3, 1)).numpy()
+
+
 def fit_size(images: torch.Tensor, image_size: int, fit: str = "pad") -> torch.Tensor:
     """Bring (N, C, H, W) images in [-1, 1] to ``image_size`` px.
 

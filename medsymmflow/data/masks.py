@@ -114,6 +114,17 @@ def class_colours(
     return colours
 
 
+def centre_separation(
+    n_classes: int, mode: str = "rgb", palette_index: str = PAPER_PALETTE_INDEX, gray_beta: float = GRAY_BETA
+) -> float:
+    """The smallest distance between two class centres, ``min_{j != k} ||c_j - c_k||_2``, in mask
+    values: the scale of the unit Gaussian noise the flow mixes masks with. One-hot: ``2 sqrt(2)``
+    for every K; gray: the level spacing ``gray_beta / (K - 1)``; RGB: set by the palette."""
+    colours = class_colours(n_classes, mode, palette_index, gray_beta).double()
+    distances = torch.cdist(colours, colours).fill_diagonal_(float("inf"))
+    return float(distances.min())
+
+
 def dequantization_width(n_classes: int, mode: str, beta: float, gray_beta: float = GRAY_BETA) -> float:
     """Width of the centred uniform noise added to training masks: RGB and one-hot ``beta / 127.5``;
     gray ``(gray_beta / 2) / (K - 1)`` when ``beta > 0`` (``beta = 0`` turns it off)."""
