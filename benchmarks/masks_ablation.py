@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import math
 import time
 from pathlib import Path
 
@@ -36,7 +35,7 @@ import numpy as np
 
 from medsymmflow.data.masks import DECODINGS, MODE_DECODINGS, MODES, centre_separation
 from medsymmflow.files import write_text_atomic
-from medsymmflow.generation import NFES, SWEEP_SOLVERS, nfe_sweep, smallest_nfe_within
+from medsymmflow.generation import GENERATED, NFES, SWEEP_SOLVERS, nfe_sweep, per_class, smallest_nfe_within
 from medsymmflow.provenance import provenance
 from medsymmflow.reproduce import evaluate_test, majority_rule
 from medsymmflow.reproduce_report import summarize, summary_table
@@ -47,7 +46,6 @@ _spec.loader.exec_module(study)
 
 MODE_CANDIDATES = {"rgb": "t1-25", "gray": "gray+t1-25", "onehot": "onehot+t1-25"}
 BASELINE = "cnn-small"
-GENERATED = 500  # images generated per model, spread evenly over the classes
 CAS_NFES = (2, 8, 25)  # the sweep's Euler rows that also get a CAS (each trains a CNN)
 OTHER_NFES = (2, 4, 8)  # the other solvers' NFEs in the sweep (at 16 and more every solver is close to 25 Euler steps)
 GENERATION_METRICS = ("agreement", "cas", "frechet", "frechet_floor")
@@ -69,9 +67,9 @@ def run(
             "summary": summarize(rows),
             "generated_per_model": GENERATED,
             "generation": generated,
-            "generation_summary": _spread(generated, ("dataset", "mode")),
+            "generation_summary": summarize(generated, ("dataset", "mode"), GENERATION_METRICS),
             "sweep": sweeps,
-            "sweep_summary": _spread(sweeps, ("dataset", "solver", "nfe")),
+            "sweep_summary": summarize(sweeps, ("dataset", "solver", "nfe"), GENERATION_METRICS),
             "smallest_nfe_within_1_point": _smallest(sweeps),
             "rgb_minus_gray": _paired(rows),
             "centre_separation": separation,
@@ -85,7 +83,7 @@ def run(
         data = study.load_study_dataset(flag, data_root)
         majority[flag] = majority_rule(data)
         separation[flag] = {mode: centre_separation(data.n_classes, mode) for mode in modes}
-        n_per_class = math.ceil(GENERATED / data.n_classes)
+        n_per_class = per_class(data.n_classes)
         for seed in seeds:
             cnn, record = study.train_candidate(flag, data, BASELINE, seed, models)
             runs[f"{flag} {BASELINE} seed {seed}"] = record
@@ -127,23 +125,6 @@ def write(results: dict, out: Path) -> None:
     """``results.json`` and ``results.md`` in ``out``, each written atomically."""
     write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
     write_text_atomic(out / "results.md", markdown(results))
-
-
-def _spread(rows: list[dict], keys: tuple[str, ...]) -> list[dict]:
-    """Mean and standard deviation over seeds of the generation metrics, per group of ``keys``."""
-    groups: dict[tuple, list[dict]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
-    summary = []
-    for group_key, group in groups.items():
-        entry = {**dict(zip(keys, group_key, strict=True)), "n_seeds": len(group)}
-        for metric in GENERATION_METRICS:
-            values = np.array([r[metric] for r in group if metric in r], dtype=float)
-            if len(values):
-                entry[metric] = float(values.mean())
-                entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
-        summary.append(entry)
-    return summary
 
 
 def _smallest(sweeps: list[dict]) -> dict:

@@ -59,6 +59,7 @@ class _Commands:
 
 def build_parser() -> argparse.ArgumentParser:
     from medsymmflow import __version__
+    from medsymmflow.data.masks import DECODINGS
     from medsymmflow.flow.solvers import SOLVERS
 
     parser = argparse.ArgumentParser(
@@ -104,8 +105,31 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--steps", type=_positive, default=1, help="solver steps from t = 1 to 0 (paper: 1)")
     evaluate.add_argument("--solver", choices=SOLVERS, default="euler")
     evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument(
+        "--decoding", choices=DECODINGS, help="how a predicted mask becomes class distances (default: the checkpoint's)"
+    )
     evaluate.add_argument("--out", help="output folder (default: evaluation_<last|best> beside the checkpoint)")
     evaluate.add_argument("--data-root")
+    generation = evaluate.add_argument_group(
+        "generation metrics (--generation): classifier agreement, CAS and a Fréchet distance in a real-trained CNN's features"
+    )
+    generation.add_argument("--generation", action="store_true", help="also measure the model as a generator")
+    generation.add_argument(
+        "--classifier",
+        help="checkpoint of a CNN trained on the same real data (default: train or load the fast recipe's cnn-small)",
+    )
+    generation.add_argument(
+        "--per-class",
+        type=_positive,
+        help="images generated per class (default: medsymmflow.generation.GENERATED in all, spread evenly over the classes)",
+    )
+    generation.add_argument(
+        "--nfes", nargs="+", type=_positive, default=[25], help="network evaluations per image to try (default: 25)"
+    )
+    generation.add_argument(
+        "--solvers", nargs="+", choices=SOLVERS, default=["euler"], help="solvers to try (default: euler)"
+    )
+    generation.add_argument("--no-cas", dest="cas", action="store_false", help="skip CAS (it trains a CNN per row)")
     evaluate.set_defaults(run=commands.evaluate)
 
     sample = parsers.add_parser("sample", help="generate images of a class as a PNG grid")

@@ -93,15 +93,79 @@ def evaluate(args: argparse.Namespace) -> int:
     from medsymmflow.report import data_for_checkpoint, evaluate_to_files, summary_line
 
     checkpoint = checkpoint_dir(Path(args.checkpoint))  # a missing checkpoint stops here, before any folder is made
-    out_dir = check_writable(args.out or checkpoint.parent / f"evaluation_{checkpoint.name}")
     model, meta = load_checkpoint(checkpoint, device=config.get_device())
+    if (args.generation or args.decoding) and not hasattr(model, "generate"):
+        what = "generate images" if args.generation else "take a mask --decoding"
+        raise ValueError(f"{checkpoint} is a classifier ({meta['config']['preset']}): it cannot {what}")
+    if args.decoding:
+        model.decoding = args.decoding
+    out_dir = check_writable(args.out or checkpoint.parent / f"evaluation_{checkpoint.name}")
     data = data_for_checkpoint(meta, args.data_root)
+    classifier = _real_classifier(args.classifier, meta, data) if args.generation else None
     result = evaluate_to_files(
         model, meta, data, args.split, out_dir, args.n_samples, args.steps, args.solver, args.seed
     )
     print(summary_line(result))
+    if args.generation:
+        from medsymmflow.generation import per_class
+        from medsymmflow.report import generation_to_files
+
+        n_per_class = args.per_class or per_class(data.n_classes)
+        generated = generation_to_files(
+            model, meta, data, *classifier, out_dir, n_per_class, args.nfes, args.solvers, args.cas, args.seed
+        )
+        for row in generated["rows"]:
+            cas = f", CAS {row['cas']:.3f}" if "cas" in row else ""
+            print(
+                f"generation, {row['solver']} NFE {row['nfe']}: agreement {row['agreement']:.3f}{cas}, "
+                f"FD {row['frechet']:.3g} (floor {row['frechet_floor']:.3g})"
+            )
     print(f"wrote {out_dir}")
     return 0
+
+
+def _real_classifier(path: str | None, meta: dict, data) -> tuple:
+    """``(classifier, its description)`` for the generation metrics: the CNN checkpoint at ``path``,
+    checked to fit ``meta``'s model (same data, classes and image size), or else the fast recipe's
+    ``cnn-small`` for the same data, trained once and cached with the course's runs."""
+    from medsymmflow.checkpoints import load_checkpoint
+    from medsymmflow.models.baselines import CNNClassifier
+
+    size = meta["config"]["image_size"]
+    if path is None:
+        from medsymmflow.course import run_dir, train_or_load
+        from medsymmflow.recipes import course_config
+
+        settings = course_config(
+            data.flag,
+            config.Profile("fast"),
+            n_train=len(data.arrays["train_labels"]),
+            preset="cnn-small",
+            image_size=size,
+            seed=meta["config"]["seed"],
+            allow_synthetic=data.synthetic,
+        )
+        classifier, _ = train_or_load(settings, data)
+        return (
+            classifier,
+            f"cnn-small, fast recipe, trained on the real training split ({run_dir(settings, data.synthetic)})",
+        )
+    classifier, cmeta = load_checkpoint(path, device=config.get_device())
+    if not isinstance(classifier, CNNClassifier):
+        raise ValueError(
+            f"--classifier {path} is not a CNN classifier checkpoint (its preset is {cmeta['config']['preset']!r})"
+        )
+    wanted = {"dataset": data.flag, "synthetic_data": data.synthetic, "n_classes": data.n_classes, "image_size": size}
+    found = {
+        "dataset": cmeta["config"]["dataset"],
+        "synthetic_data": bool(cmeta.get("synthetic_data")),
+        "n_classes": cmeta["n_classes"],
+        "image_size": cmeta["config"]["image_size"],
+    }
+    differ = [f"{k} {found[k]!r} (the model's: {wanted[k]!r})" for k in wanted if found[k] != wanted[k]]
+    if differ:
+        raise ValueError(f"--classifier {path} does not fit this model: " + "; ".join(differ))
+    return classifier, f"{cmeta['config']['preset']} at {path}"
 
 
 def sample(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ computed with classifiers the course trains itself (nothing is downloaded):
 from __future__ import annotations
 
 import dataclasses
+import math
 import tempfile
 import time
 from pathlib import Path
@@ -47,6 +48,7 @@ from medsymmflow.recipes import course_config
 from medsymmflow.train import Trainer
 
 NFES = (1, 2, 4, 8, 16, 25)
+GENERATED = 500  # images generated per model by default, spread evenly over the classes (ceil(500 / K) each)
 # The CAS classifier's steps (validated halfway): half the fast recipe's 300-step floor, about 50 s on
 # a 2-core CPU; the same for every row, so CAS values are comparable with each other (not with the
 # same-run CNN, which trains longer).
@@ -229,7 +231,7 @@ def nfe_sweep(
     nfes=NFES,
     solvers=SWEEP_SOLVERS,
     seed: int = 0,
-    cas_nfes=NFES,
+    cas_nfes=None,
 ) -> list[dict]:
     """The three metrics for each solver and NFE: one row per (solver, NFE) with
     :func:`solver_steps` (an NFE below a solver's stages is skipped, one that rounds to steps already
@@ -247,7 +249,7 @@ def nfe_sweep(
         solvers: solver names (see :data:`~medsymmflow.flow.solvers.TABLEAUS`).
         seed: seed of the generation noise, the real samples and the CAS classifiers.
         cas_nfes: the NFEs (as made) whose rows also get a CAS (it trains a CNN per row: the slow
-            part); ``()`` for none.
+            part); None (the default) for every row, ``()`` for none.
     """
     n_per_class = min(n_per_class, int(real.class_counts("train").min()) // 2)  # as many of each class as real
     (reference, _), (second, _) = real_halves(real, n_per_class, size, seed)
@@ -276,7 +278,7 @@ def nfe_sweep(
                 "n_generated": len(images),
                 "generate_seconds": seconds,
             }
-            if row["nfe"] in cas_nfes:
+            if cas_nfes is None or row["nfe"] in cas_nfes:
                 row["cas"] = classification_accuracy_score(images, labels, real, seed)["acc"]
             rows.append(row)
     return rows
@@ -294,3 +296,8 @@ def smallest_nfe_within(rows: list[dict], tolerance: float = 0.01, metric: str =
         raise ValueError(f"the sweep has no {reference_nfe}-step Euler row with {metric} to compare with")
     target = reference[0][metric] - tolerance
     return min((r["nfe"], r["solver"]) for r in rows if r[metric] >= target)
+
+
+def per_class(n_classes: int, total: int = GENERATED) -> int:
+    """Images of each class when about ``total`` are spread over ``n_classes``: ``ceil(total / K)``."""
+    return math.ceil(total / n_classes)

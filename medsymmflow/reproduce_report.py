@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 
+SUMMARY_KEYS = ("dataset", "model", "decoding", "draws")
+SUMMARY_METRICS = ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc")
 
-def summarize(rows: list[dict]) -> list[dict]:
-    """Mean and standard deviation over seeds of every (dataset, model, decoding, draws)."""
+
+def summarize(rows: list[dict], keys=SUMMARY_KEYS, metrics=SUMMARY_METRICS) -> list[dict]:
+    """Mean and standard deviation over seeds of each of ``metrics``, per group of rows with the same
+    ``keys`` (by default every dataset, model, decoding and number of draws). A metric missing from
+    some rows of a group is summarized over the rows that have it, and left out where none has it."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["dataset"], row["model"], row["decoding"], row["draws"]), []).append(row)
+        groups.setdefault(tuple(row[k] for k in keys), []).append(row)
     summary = []
-    for (dataset, model, decoding, draws), group in groups.items():
-        entry = {"dataset": dataset, "model": model, "decoding": decoding, "draws": draws, "n_seeds": len(group)}
-        for metric in ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc"):
-            values = np.array([r[metric] for r in group], dtype=float)
-            entry[metric] = float(values.mean())
-            entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+    for group_key, group in groups.items():
+        entry = {**dict(zip(keys, group_key, strict=True)), "n_seeds": len(group)}
+        for metric in metrics:
+            values = np.array([r[metric] for r in group if metric in r], dtype=float)
+            if len(values):
+                entry[metric] = float(values.mean())
+                entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
         summary.append(entry)
     return summary
 

@@ -2,13 +2,17 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
 from conftest import tiny_train
 
+from medsymmflow import commands, course, generation
 from medsymmflow.cli import main
+from medsymmflow.data import synthetic_twin
+from medsymmflow.recipes import fast_steps
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +62,74 @@ def test_train_evaluate_sample(trained, tmp_path, capsys):
     )
     assert (tmp_path / "s.png").stat().st_size > 0
     assert "ACC" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cnn")
+    assert main(tiny_train(out / "no-data") + ["--preset", "cnn-small", "--out", str(out)]) == 0
+    return out / "best"
+
+
+def test_evaluate_generation_writes_every_solver_and_nfe(trained, classifier, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(generation, "CAS_STEPS", {"steps": 2, "checkpoint_every": 2})  # a CAS in seconds
+    argv = ["evaluate", str(trained / "best"), "--split", "val", "--out", str(tmp_path), "--decoding", "pixel_vote"]
+    argv += ["--generation", "--classifier", str(classifier), "--per-class", "3", "--nfes", "1", "2", "25"]
+    assert main(argv + ["--solvers", "euler", "heun"]) == 0
+    assert json.loads((tmp_path / "metrics_val_1draw.json").read_text())["decoding"] == "pixel_vote"
+    result = json.loads((tmp_path / "generation.json").read_text())
+    made = [(r["solver"], r["nfe"]) for r in result["rows"]]
+    assert made == [("euler", 1), ("euler", 2), ("euler", 25), ("heun", 2), ("heun", 24)]  # a Heun step is 2 NFE
+    assert result["n_per_class"] == 3 and all(r["n_generated"] == 6 for r in result["rows"])
+    assert all(0 <= r["agreement"] <= 1 and 0 <= r["cas"] <= 1 and r["frechet"] >= 0 for r in result["rows"])
+    assert result["smallest_nfe_within_1_point_of_25_euler"]["cas"][0] in (1, 2, 24, 25)
+    assert result["classifier"].startswith("cnn-small at ") and result["provenance"]["checkpoint_step"] == 2
+    report = (tmp_path / "generation.md").read_text()
+    assert "| heun | 24 |" in report and "not FID" in report
+    assert "generation, euler NFE 25: agreement" in capsys.readouterr().out
+
+
+def test_evaluate_generation_checks_the_classifier(trained, classifier, tmp_path, capsys):
+    base = ["evaluate", str(trained / "best"), "--out", str(tmp_path / "e"), "--generation", "--no-cas"]
+    assert main(base + ["--classifier", str(trained / "best")]) == 2
+    assert "is not a CNN classifier checkpoint (its preset is 'tiny')" in capsys.readouterr().err
+    other = tmp_path / "other"
+    shutil.copytree(classifier, other)
+    meta = json.loads((other / "config.json").read_text())
+    meta["config"].update(dataset="pneumoniamnist", image_size=32)
+    (other / "config.json").write_text(json.dumps(meta))
+    assert main(base + ["--classifier", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit this model: dataset 'pneumoniamnist' (the model's: 'breastmnist')" in err
+    assert "image_size 32 (the model's: 28)" in err
+    assert main(["evaluate", str(classifier), "--generation"]) == 2
+    assert "is a classifier (cnn-small): it cannot generate images" in capsys.readouterr().err
+    assert main(["evaluate", str(classifier), "--decoding", "pixel_vote"]) == 2
+    assert "is a classifier (cnn-small): it cannot take a mask --decoding" in capsys.readouterr().err
+    assert not (classifier.parent / "evaluation_best").exists()
+    assert not (tmp_path / "e" / "generation.json").exists()
+
+
+def test_evaluate_generation_trains_the_fast_recipes_cnn_by_default(trained, monkeypatch):
+    asked = {}
+
+    def fake_train_or_load(settings, data):
+        asked.update(settings=settings, data=data)
+        return "cnn", {}
+
+    monkeypatch.setattr(course, "train_or_load", fake_train_or_load)
+    meta = json.loads((trained / "best" / "config.json").read_text())
+    data = synthetic_twin("breastmnist", 28, 0)
+    classifier, name = commands._real_classifier(None, meta, data)
+    settings = asked["settings"]
+    assert classifier == "cnn" and asked["data"] is data and "cnn-small, fast recipe" in name
+    assert (settings.preset, settings.dataset, settings.image_size, settings.seed) == (
+        "cnn-small",
+        "breastmnist",
+        28,
+        0,
+    )
+    assert settings.steps == fast_steps(546) and settings.allow_synthetic
 
 
 def test_argument_parser_rejects_bad_values(capsys):
