@@ -121,14 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     generation.add_argument(
         "--per-class",
         type=_positive,
-        help="images generated per class (default: medsymmflow.generation.GENERATED in all, spread evenly over the classes)",
+        help="images generated per class (default: medsymmflow.generation.GENERATED in all, spread evenly over the "
+        "classes; at most half the smallest class of the real training split, the size of each real sample)",
     )
     generation.add_argument(
-        "--nfes", nargs="+", type=_positive, default=[25], help="network evaluations per image to try (default: 25)"
+        "--nfes",
+        nargs="+",
+        type=_positive,
+        help="network evaluations per image to try (default: 25); each solver makes the most whole steps that fit "
+        "(Heun: 2 a step, so 25 becomes 24)",
     )
-    generation.add_argument(
-        "--solvers", nargs="+", choices=SOLVERS, default=["euler"], help="solvers to try (default: euler)"
-    )
+    generation.add_argument("--solvers", nargs="+", choices=SOLVERS, help="solvers to try (default: euler)")
     generation.add_argument("--no-cas", dest="cas", action="store_false", help="skip CAS (it trains a CNN per row)")
     evaluate.set_defaults(run=commands.evaluate)
 

@@ -92,6 +92,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from medsymmflow.checkpoints import checkpoint_dir, load_checkpoint
     from medsymmflow.report import data_for_checkpoint, evaluate_to_files, summary_line
 
+    _check_generation_flags(args)
     checkpoint = checkpoint_dir(Path(args.checkpoint))  # a missing checkpoint stops here, before any folder is made
     model, meta = load_checkpoint(checkpoint, device=config.get_device())
     if (args.generation or args.decoding) and not hasattr(model, "generate"):
@@ -99,63 +100,67 @@ def evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"{checkpoint} is a classifier ({meta['config']['preset']}): it cannot {what}")
     if args.decoding:
         model.decoding = args.decoding
-    out_dir = check_writable(args.out or checkpoint.parent / f"evaluation_{checkpoint.name}")
     data = data_for_checkpoint(meta, args.data_root)
-    classifier = _real_classifier(args.classifier, meta, data) if args.generation else None
+    classifier = _load_classifier(args.classifier, meta, data) if args.classifier else None
+    out_dir = check_writable(args.out or checkpoint.parent / f"evaluation_{checkpoint.name}")
     result = evaluate_to_files(
         model, meta, data, args.split, out_dir, args.n_samples, args.steps, args.solver, args.seed
     )
     print(summary_line(result))
     if args.generation:
         from medsymmflow.generation import per_class
-        from medsymmflow.report import generation_to_files
+        from medsymmflow.report import generation_table, generation_to_files
 
+        classifier = classifier or _train_classifier(meta, data)
         n_per_class = args.per_class or per_class(data.n_classes)
+        nfes, solvers = args.nfes or [GENERATION_NFE], args.solvers or [GENERATION_SOLVER]
         generated = generation_to_files(
-            model, meta, data, *classifier, out_dir, n_per_class, args.nfes, args.solvers, args.cas, args.seed
+            model, meta, data, *classifier, out_dir, n_per_class, nfes, solvers, args.cas, args.seed
         )
-        for row in generated["rows"]:
-            cas = f", CAS {row['cas']:.3f}" if "cas" in row else ""
-            print(
-                f"generation, {row['solver']} NFE {row['nfe']}: agreement {row['agreement']:.3f}{cas}, "
-                f"FD {row['frechet']:.3g} (floor {row['frechet_floor']:.3g})"
-            )
+        print(generation_table(generated), end="")
     print(f"wrote {out_dir}")
     return 0
 
 
-def _real_classifier(path: str | None, meta: dict, data) -> tuple:
-    """``(classifier, its description)`` for the generation metrics: the CNN checkpoint at ``path``,
-    checked to fit ``meta``'s model (same data, classes and image size), or else the fast recipe's
-    ``cnn-small`` for the same data, trained once and cached with the course's runs."""
+GENERATION_NFE, GENERATION_SOLVER = 25, "euler"  # evaluate --generation's defaults: the course's 25 Euler steps
+
+
+def _check_generation_flags(args: argparse.Namespace) -> None:
+    """Generation flags need ``--generation``, and every solver must make at least one of ``--nfes``."""
+    from medsymmflow.flow.solvers import TABLEAUS
+
+    given = [
+        f"--{name.replace('_', '-')}" for name in ("classifier", "per_class", "nfes", "solvers") if getattr(args, name)
+    ]
+    given += [] if args.cas else ["--no-cas"]
+    if given and not args.generation:
+        raise ValueError(f"{', '.join(given)} only apply with --generation")
+    nfes = args.nfes or [GENERATION_NFE]
+    for solver in args.solvers or [GENERATION_SOLVER]:
+        stages = len(TABLEAUS[solver].b)
+        if max(nfes) < stages:
+            raise ValueError(
+                f"{solver} makes {stages} network evaluations a step: --nfes {' '.join(map(str, nfes))} is too few"
+            )
+
+
+def _load_classifier(path: str, meta: dict, data) -> tuple:
+    """``(classifier, its description)``: the CNN checkpoint at ``path``, checked to fit ``meta``'s
+    model (same data, classes and image size)."""
     from medsymmflow.checkpoints import load_checkpoint
     from medsymmflow.models.baselines import CNNClassifier
 
-    size = meta["config"]["image_size"]
-    if path is None:
-        from medsymmflow.course import run_dir, train_or_load
-        from medsymmflow.recipes import course_config
-
-        settings = course_config(
-            data.flag,
-            config.Profile("fast"),
-            n_train=len(data.arrays["train_labels"]),
-            preset="cnn-small",
-            image_size=size,
-            seed=meta["config"]["seed"],
-            allow_synthetic=data.synthetic,
-        )
-        classifier, _ = train_or_load(settings, data)
-        return (
-            classifier,
-            f"cnn-small, fast recipe, trained on the real training split ({run_dir(settings, data.synthetic)})",
-        )
     classifier, cmeta = load_checkpoint(path, device=config.get_device())
     if not isinstance(classifier, CNNClassifier):
         raise ValueError(
             f"--classifier {path} is not a CNN classifier checkpoint (its preset is {cmeta['config']['preset']!r})"
         )
-    wanted = {"dataset": data.flag, "synthetic_data": data.synthetic, "n_classes": data.n_classes, "image_size": size}
+    wanted = {
+        "dataset": data.flag,
+        "synthetic_data": data.synthetic,
+        "n_classes": data.n_classes,
+        "image_size": meta["config"]["image_size"],
+    }
     found = {
         "dataset": cmeta["config"]["dataset"],
         "synthetic_data": bool(cmeta.get("synthetic_data")),
@@ -166,6 +171,28 @@ def _real_classifier(path: str | None, meta: dict, data) -> tuple:
     if differ:
         raise ValueError(f"--classifier {path} does not fit this model: " + "; ".join(differ))
     return classifier, f"{cmeta['config']['preset']} at {path}"
+
+
+def _train_classifier(meta: dict, data) -> tuple:
+    """``(classifier, its description)``: the fast recipe's ``cnn-small`` for ``meta``'s data and
+    image size, trained once on the real training split and cached with the course's runs."""
+    from medsymmflow.course import run_dir, train_or_load
+    from medsymmflow.recipes import course_config
+
+    settings = course_config(
+        data.flag,
+        config.Profile("fast"),
+        n_train=len(data.arrays["train_labels"]),
+        preset="cnn-small",
+        image_size=meta["config"]["image_size"],
+        seed=meta["config"]["seed"],
+        allow_synthetic=data.synthetic,
+    )
+    classifier, _ = train_or_load(settings, data)
+    return (
+        classifier,
+        f"cnn-small, fast recipe, trained on the real training split ({run_dir(settings, data.synthetic)})",
+    )
 
 
 def sample(args: argparse.Namespace) -> int:

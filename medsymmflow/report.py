@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from medsymmflow import generation, viz
+from medsymmflow import viz
 from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin
 from medsymmflow.evaluate import evaluate_split
 from medsymmflow.files import write_text_atomic
@@ -88,7 +88,8 @@ def evaluate_to_files(
 ) -> dict:
     """Classify a split and write its report into ``out_dir``; return the metrics.
 
-    Files (``{tag}`` = ``{split}_{n}draw(s)``): ``metrics_{tag}.json`` (ACC, AUC, balanced
+    Files (``{tag}`` = ``{split}_{n}draw(s)``, plus ``_{decoding}`` when the model's decoding is not
+    its checkpoint's): ``metrics_{tag}.json`` (ACC, AUC, balanced
     accuracy, confusion matrix, accuracy at 100/90/80/50 % coverage, AURC, E-AURC, ECE before
     and after a temperature fitted on the validation split), ``risk_coverage_{tag}.csv``,
     ``confusion_{tag}.png``, ``accuracy_coverage_{tag}.png`` and ``reliability_{tag}.png``.
@@ -100,7 +101,9 @@ def evaluate_to_files(
     confidence = scored["confidence"]
     proxy = predicted_class_distance(scored["result"].distances).numpy()
     coverage, accuracy = accuracy_coverage(correct, proxy)
-    tag = f"{split}_{n_samples}draw{'s' if n_samples > 1 else ''}"
+    decoding = getattr(model, "decoding", None)
+    own = decoding in (None, meta["config"].get("decoding", decoding))  # another decoding gets its own files
+    tag = f"{split}_{n_samples}draw{'s' if n_samples > 1 else ''}" + ("" if own else f"_{decoding}")
     title = f"{data.title}, {split} split, {steps} {solver} step(s), {n_samples} draw(s)"
     result = {
         "dataset": data.flag,
@@ -149,6 +152,8 @@ def generation_to_files(
     ``classifier`` is a CNN trained on ``data``'s real training images (``classifier_name`` says
     which, for the report); ``cas=False`` skips CAS, which trains a CNN per row.
     """
+    from medsymmflow import generation  # trains CNNs: imported only when generation is measured
+
     size = meta["config"]["image_size"]
     rows = generation.nfe_sweep(model, classifier, data, n_per_class, size, nfes, solvers, seed, None if cas else ())
     smallest = {}
@@ -194,7 +199,7 @@ def generation_table(result: dict) -> str:
             f"| {r['frechet_floor']:.3g} | {r['generate_seconds']:.1f} |"
         )
     for metric, found in result["smallest_nfe_within_1_point_of_25_euler"].items():
-        if found:
+        if found and sum(metric in r for r in result["rows"]) > 1:  # more than 25 Euler steps to compare
             lines.append(f"\nSmallest NFE whose {metric} is within 1 point of 25 Euler steps: {found[0]} ({found[1]}).")
     return "\n".join(lines) + "\n"
 

@@ -11,7 +11,8 @@ SUMMARY_METRICS = ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc")
 def summarize(rows: list[dict], keys=SUMMARY_KEYS, metrics=SUMMARY_METRICS) -> list[dict]:
     """Mean and standard deviation over seeds of each of ``metrics``, per group of rows with the same
     ``keys`` (by default every dataset, model, decoding and number of draws). A metric missing from
-    some rows of a group is summarized over the rows that have it, and left out where none has it."""
+    some rows of a group is summarized over the rows that have it (their count in ``{metric}_n_seeds``),
+    and left out where none has it."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault(tuple(row[k] for k in keys), []).append(row)
@@ -23,6 +24,8 @@ def summarize(rows: list[dict], keys=SUMMARY_KEYS, metrics=SUMMARY_METRICS) -> l
             if len(values):
                 entry[metric] = float(values.mean())
                 entry[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+            if 0 < len(values) < len(group):
+                entry[f"{metric}_n_seeds"] = len(values)
         summary.append(entry)
     return summary
 

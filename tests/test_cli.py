@@ -76,17 +76,30 @@ def test_evaluate_generation_writes_every_solver_and_nfe(trained, classifier, tm
     argv = ["evaluate", str(trained / "best"), "--split", "val", "--out", str(tmp_path), "--decoding", "pixel_vote"]
     argv += ["--generation", "--classifier", str(classifier), "--per-class", "3", "--nfes", "1", "2", "25"]
     assert main(argv + ["--solvers", "euler", "heun"]) == 0
-    assert json.loads((tmp_path / "metrics_val_1draw.json").read_text())["decoding"] == "pixel_vote"
+    # another decoding than the checkpoint's gets its own files, beside the checkpoint's own
+    assert json.loads((tmp_path / "metrics_val_1draw_pixel_vote.json").read_text())["decoding"] == "pixel_vote"
+    assert not (tmp_path / "metrics_val_1draw.json").exists()
     result = json.loads((tmp_path / "generation.json").read_text())
     made = [(r["solver"], r["nfe"]) for r in result["rows"]]
     assert made == [("euler", 1), ("euler", 2), ("euler", 25), ("heun", 2), ("heun", 24)]  # a Heun step is 2 NFE
     assert result["n_per_class"] == 3 and all(r["n_generated"] == 6 for r in result["rows"])
     assert all(0 <= r["agreement"] <= 1 and 0 <= r["cas"] <= 1 and r["frechet"] >= 0 for r in result["rows"])
-    assert result["smallest_nfe_within_1_point_of_25_euler"]["cas"][0] in (1, 2, 24, 25)
+    assert tuple(result["smallest_nfe_within_1_point_of_25_euler"]["cas"]) == generation.smallest_nfe_within(
+        result["rows"]
+    )
     assert result["classifier"].startswith("cnn-small at ") and result["provenance"]["checkpoint_step"] == 2
     report = (tmp_path / "generation.md").read_text()
     assert "| heun | 24 |" in report and "not FID" in report
-    assert "generation, euler NFE 25: agreement" in capsys.readouterr().out
+    assert report in capsys.readouterr().out and "Smallest NFE whose cas" in report
+
+
+def test_evaluate_generation_flags_need_generation_and_nfes_each_solver_can_make(trained, tmp_path, capsys):
+    base = ["evaluate", str(trained / "best"), "--out", str(tmp_path / "e")]
+    assert main(base + ["--nfes", "8", "--no-cas"]) == 2
+    assert "--nfes, --no-cas only apply with --generation" in capsys.readouterr().err
+    assert main(base + ["--generation", "--solvers", "euler", "heun", "--nfes", "1"]) == 2
+    assert "heun makes 2 network evaluations a step: --nfes 1 is too few" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
 
 
 def test_evaluate_generation_checks_the_classifier(trained, classifier, tmp_path, capsys):
@@ -107,7 +120,7 @@ def test_evaluate_generation_checks_the_classifier(trained, classifier, tmp_path
     assert main(["evaluate", str(classifier), "--decoding", "pixel_vote"]) == 2
     assert "is a classifier (cnn-small): it cannot take a mask --decoding" in capsys.readouterr().err
     assert not (classifier.parent / "evaluation_best").exists()
-    assert not (tmp_path / "e" / "generation.json").exists()
+    assert not (tmp_path / "e").exists()  # every check comes before the output folder is made
 
 
 def test_evaluate_generation_trains_the_fast_recipes_cnn_by_default(trained, monkeypatch):
@@ -120,7 +133,7 @@ def test_evaluate_generation_trains_the_fast_recipes_cnn_by_default(trained, mon
     monkeypatch.setattr(course, "train_or_load", fake_train_or_load)
     meta = json.loads((trained / "best" / "config.json").read_text())
     data = synthetic_twin("breastmnist", 28, 0)
-    classifier, name = commands._real_classifier(None, meta, data)
+    classifier, name = commands._train_classifier(meta, data)
     settings = asked["settings"]
     assert classifier == "cnn" and asked["data"] is data and "cnn-small, fast recipe" in name
     assert (settings.preset, settings.dataset, settings.image_size, settings.seed) == (

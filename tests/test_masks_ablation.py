@@ -52,4 +52,5 @@ def test_summary_over_seeds_and_smallest_nfe(ablation):
     assert "frechet_floor" not in spread[("euler", 25)]  # a metric no row has is left out
     heun = spread[("heun", 4)]  # a metric some rows lack is summarized over the rows that have it
     assert heun["n_seeds"] == 3 and heun["agreement"] == pytest.approx(0.7) and heun["cas"] == pytest.approx(0.7725)
+    assert heun["cas_n_seeds"] == 2 and "agreement_n_seeds" not in heun
     assert ablation._smallest(sweep) == {"d seed 0": (4, "heun"), "d seed 1": (25, "euler")}
