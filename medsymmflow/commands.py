@@ -108,21 +108,18 @@ def evaluate(args: argparse.Namespace) -> int:
     )
     print(summary_line(result))
     if args.generation:
-        from medsymmflow.generation import per_class
+        from medsymmflow.generation import REFERENCE_NFE, REFERENCE_SOLVER, per_class
         from medsymmflow.report import generation_table, generation_to_files
 
         classifier = classifier or _train_classifier(meta, data)
         n_per_class = args.per_class or per_class(data.n_classes)
-        nfes, solvers = args.nfes or [GENERATION_NFE], args.solvers or [GENERATION_SOLVER]
+        nfes, solvers = args.nfes or [REFERENCE_NFE], args.solvers or [REFERENCE_SOLVER]
         generated = generation_to_files(
             model, meta, data, *classifier, out_dir, n_per_class, nfes, solvers, args.cas, args.seed
         )
         print(generation_table(generated), end="")
     print(f"wrote {out_dir}")
     return 0
-
-
-GENERATION_NFE, GENERATION_SOLVER = 25, "euler"  # evaluate --generation's defaults: the course's 25 Euler steps
 
 
 def _check_generation_flags(args: argparse.Namespace) -> None:
@@ -135,8 +132,12 @@ def _check_generation_flags(args: argparse.Namespace) -> None:
     given += [] if args.cas else ["--no-cas"]
     if given and not args.generation:
         raise ValueError(f"{', '.join(given)} only apply with --generation")
-    nfes = args.nfes or [GENERATION_NFE]
-    for solver in args.solvers or [GENERATION_SOLVER]:
+    if not args.generation:
+        return
+    from medsymmflow.generation import REFERENCE_NFE, REFERENCE_SOLVER
+
+    nfes = args.nfes or [REFERENCE_NFE]
+    for solver in args.solvers or [REFERENCE_SOLVER]:
         stages = len(TABLEAUS[solver].b)
         if max(nfes) < stages:
             raise ValueError(

@@ -48,6 +48,7 @@ from medsymmflow.recipes import course_config
 from medsymmflow.train import Trainer
 
 NFES = (1, 2, 4, 8, 16, 25)
+REFERENCE_NFE, REFERENCE_SOLVER = 25, "euler"  # the course's generation: 25 Euler steps, what fewer NFE are held to
 GENERATED = 500  # images generated per model by default, spread evenly over the classes (ceil(500 / K) each)
 # The CAS classifier's steps (validated halfway): half the fast recipe's 300-step floor, about 50 s on
 # a 2-core CPU; the same for every row, so CAS values are comparable with each other (not with the
@@ -284,14 +285,16 @@ def nfe_sweep(
     return rows
 
 
-def smallest_nfe_within(rows: list[dict], tolerance: float = 0.01, metric: str = "cas", reference_nfe: int = 25):
+def smallest_nfe_within(
+    rows: list[dict], tolerance: float = 0.01, metric: str = "cas", reference_nfe: int = REFERENCE_NFE
+):
     """The smallest NFE (and its solver) whose ``metric``, a score where higher is better (``"cas"`` or
     ``"agreement"``), is at least 25-step Euler's (``reference_nfe``) minus ``tolerance``; rows without
     the metric are ignored. Returns ``(nfe, solver)``."""
     if metric not in ("cas", "agreement"):
         raise ValueError(f"metric must be 'cas' or 'agreement' (higher is better), got {metric!r}")
     rows = [r for r in rows if metric in r]
-    reference = [r for r in rows if r["solver"] == "euler" and r["nfe"] == reference_nfe]
+    reference = [r for r in rows if r["solver"] == REFERENCE_SOLVER and r["nfe"] == reference_nfe]
     if not reference:
         raise ValueError(f"the sweep has no {reference_nfe}-step Euler row with {metric} to compare with")
     target = reference[0][metric] - tolerance

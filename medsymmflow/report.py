@@ -140,8 +140,8 @@ def generation_to_files(
     classifier_name: str,
     out_dir: Path,
     n_per_class: int,
-    nfes=(25,),
-    solvers=("euler",),
+    nfes,
+    solvers,
     cas: bool = True,
     seed: int = 0,
 ) -> dict:
