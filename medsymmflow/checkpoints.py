@@ -153,6 +153,13 @@ def load_checkpoint(
     except ValueError as error:
         raise damaged(folder / "config.json", error) from error
     model = build_model(config, meta["n_classes"], meta["image_channels"])
+    codec = getattr(model, "codec", None)
+    if codec is not None and meta.get("codec", {}).get("identity") not in (None, codec.identity):
+        raise ConfigMismatchError(
+            f"checkpoint {folder} was trained on the latents of another codec than the one {config.codec} holds now "
+            "(its weights or config changed since); point the checkpoint's codec back at the codec it was trained with, "
+            "or train the model again"
+        )
     load_state(model.net, folder / "ema.safetensors")
     return model.to(device).eval(), meta
 

@@ -14,6 +14,7 @@ import numbers
 from dataclasses import dataclass
 
 from medsymmflow.config import Profile, full_epochs
+from medsymmflow.data.dataset import FITS
 from medsymmflow.data.masks import (
     DECODINGS,
     DEFAULT_BETA,
@@ -27,11 +28,12 @@ from medsymmflow.data.masks import (
 )
 from medsymmflow.data.medmnist import SIZES, dataset_info
 from medsymmflow.flow.paths import SIGMA_MIN
+from medsymmflow.models.autoencoder import LatentCodec
 from medsymmflow.models.baselines import BASELINES, CNNClassifier
 from medsymmflow.models.symmflow import DEFAULT_IMAGE_WEIGHT, SymmetricFlow
 from medsymmflow.models.unet import PRESETS, VelocityUNet, make_unet
 
-MODEL_FIELDS = ("dataset", "size", "image_size", "preset", "mask_mode", "palette_index", "gray_beta")
+MODEL_FIELDS = ("dataset", "size", "image_size", "fit", "codec", "preset", "mask_mode", "palette_index", "gray_beta")
 SELECT_METRICS = ("auc", "acc", "balanced_accuracy")
 MIXED_PRECISION = ("auto", "no", "bf16")
 
@@ -68,7 +70,14 @@ class TrainConfig:
     Attributes:
         dataset: MedMNIST flag.
         size: resolution of the MedMNIST file (28, 64, 128, 224).
-        image_size: model input side (28 runs natively on ``tiny``; 32 pads as the paper).
+        image_size: model input side in pixels (28 runs natively on ``tiny``; 32 pads as the paper;
+            with a ``codec``, the side it encodes, e.g. 32 -> 8 x 8 latents for the course codec, 256 -> 32
+            for SD's VAE).
+        fit: how a file's images reach ``image_size``: ``pad`` (black border, 28 -> 32) or ``resize``
+            (the latent paper's 224 -> 256).
+        codec: empty for pixel space; else a latent codec (a Hugging Face model id such as
+            ``stabilityai/sd-vae-ft-mse``, or a folder written by ``save_pretrained``) and the flow runs on
+            its latents (latent MedSymmFlow; RGB masks only).
         preset: UNet preset of MedSymmFlow (``tiny``, ``paper-pixel``, ``paper-latent``), or a
             discriminative baseline trained by the same loop (``resnet18``, ``cnn-small``).
         mask_mode: ``rgb`` (paper), ``gray`` (the paper's gray ablation) or ``onehot`` (K channels).
@@ -112,6 +121,8 @@ class TrainConfig:
     dataset: str = "pneumoniamnist"
     size: int = 28
     image_size: int = 28
+    fit: str = "pad"
+    codec: str = ""
     preset: str = "tiny"
     mask_mode: str = "rgb"
     palette_index: str = PAPER_PALETTE_INDEX
@@ -158,7 +169,13 @@ class TrainConfig:
                 problems.append(f"{name} must lie in [{low}, {high}], got {value}")
         if not 0 <= self.restart_at < self.steps:
             problems.append(f"restart_at must lie in [0, steps), got {self.restart_at}")
-        if self.image_size < self.size:
+        if self.fit not in FITS:
+            problems.append(f"fit must be one of {FITS}, got {self.fit!r}")
+        if self.codec and self.mask_mode != "rgb":
+            problems.append(f"a latent model (codec {self.codec!r}) takes RGB masks, got mask_mode {self.mask_mode!r}")
+        if self.codec and self.preset in BASELINES:
+            problems.append(f"the baseline {self.preset!r} classifies pixels; train it without --codec")
+        if self.image_size < self.size and self.fit == "pad":
             problems.append(
                 f"image_size ({self.image_size}) must be >= the file's size ({self.size}); images are padded"
             )
@@ -180,6 +197,7 @@ class TrainConfig:
 # The allowed values of the TrainConfig fields that take a name (the CLI offers them as choices).
 FIELD_CHOICES = {
     "size": SIZES,
+    "fit": FITS,
     "preset": tuple(PRESETS) + tuple(BASELINES),
     "mask_mode": MODES,
     "palette_index": PALETTE_INDEX,
@@ -281,7 +299,7 @@ def course_config(
 
 # Fields added after runs were cached, at the values that leave a run as it was: a run's
 # identity (its cache key) omits them there, so runs cached before them stay found.
-NEUTRAL = {"classify_share": 0.0, "restart_at": 0}
+NEUTRAL = {"classify_share": 0.0, "restart_at": 0, "fit": "pad", "codec": ""}
 
 
 def run_identity(config: TrainConfig) -> dict:
@@ -294,12 +312,24 @@ def run_identity(config: TrainConfig) -> dict:
     }
 
 
-def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> SymmetricFlow | CNNClassifier:
-    """A fresh model: :class:`SymmetricFlow` on a UNet preset, or a baseline :class:`CNNClassifier`."""
+def build_model(
+    config: TrainConfig, n_classes: int, image_channels: int, codec: LatentCodec | None = None
+) -> SymmetricFlow | CNNClassifier:
+    """A fresh model: :class:`SymmetricFlow` on a UNet preset, or a baseline :class:`CNNClassifier`.
+
+    With ``config.codec`` the flow is latent: ``codec`` (loaded from ``config.codec`` when not given)
+    encodes its inputs and masks, and the UNet runs at the latent side.
+    """
     if config.preset in BASELINES:
         return CNNClassifier(BASELINES[config.preset](image_channels, n_classes), image_channels, n_classes)
-    channels = image_channels + mask_channels(config.mask_mode, n_classes)
-    velocity = VelocityUNet(make_unet(config.preset, channels, sample_size=config.image_size))
+    if config.codec and codec is None:
+        codec = LatentCodec.from_pretrained(config.codec)
+    codec = codec if config.codec else None
+    if codec is None:
+        channels, side = image_channels + mask_channels(config.mask_mode, n_classes), config.image_size
+    else:
+        channels, side = 2 * codec.latent_channels, codec.latent_size(config.image_size)
+    velocity = VelocityUNet(make_unet(config.preset, channels, sample_size=side))
     return SymmetricFlow(
         velocity,
         image_channels,
@@ -312,6 +342,9 @@ def build_model(config: TrainConfig, n_classes: int, image_channels: int) -> Sym
         config.decoding,
         config.gray_beta,
         config.classify_share,
+        codec,
+        config.image_size,
+        fit=config.fit,
     )
 
 

@@ -14,6 +14,7 @@ from medsymmflow import viz
 from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin
 from medsymmflow.evaluate import evaluate_split
 from medsymmflow.files import write_text_atomic
+from medsymmflow.latents import split_inputs
 from medsymmflow.metrics import distance_scores
 from medsymmflow.models.symmflow import SymmetricFlow
 from medsymmflow.provenance import data_identity, provenance
@@ -57,11 +58,11 @@ def classify_and_calibrate(
         and ``seconds`` spent classifying ``split``.
     """
     task = data.info["task"]
-    images, labels = data.tensors(split, image_size)
+    images, labels = split_inputs(model, data, split, image_size)
     start = time.perf_counter()
     metrics, result = evaluate_split(model, images, labels, task, n_samples, steps, solver, seed=seed)
     seconds = time.perf_counter() - start
-    val_images, val_labels = data.tensors("val", image_size)
+    val_images, val_labels = split_inputs(model, data, "val", image_size)
     _, val_result = evaluate_split(model, val_images, val_labels, task, n_samples, steps, solver, seed=seed + 1)
     temperature = fit_temperature(val_result.distances, val_labels)
     confidence = {t: distance_scores(result.distances, t).max(dim=1).values.numpy() for t in (1.0, temperature)}

@@ -40,6 +40,7 @@ from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.data.masks import DECODINGS
 from medsymmflow.evaluate import evaluate_split
 from medsymmflow.files import write_text_atomic
+from medsymmflow.latents import split_inputs
 from medsymmflow.models.symmflow import SymmetricFlow
 from medsymmflow.provenance import provenance
 from medsymmflow.recipes import TrainConfig, course_config
@@ -112,7 +113,7 @@ def evaluate_test(model, data: MedMNISTData, image_size: int, draws: int, seed: 
     """Test-split ACC, AUC, balanced accuracy, accuracy at 80 % coverage and AURC (the paper's
     uncertainty: the distance to the predicted class), plus the seconds it took.
     ``limit``: classify only the first ``limit`` test images (smoke runs)."""
-    images, labels = data.tensors("test", image_size)
+    images, labels = split_inputs(model, data, "test", image_size)
     images, labels = images[:limit], labels[:limit]
     start = time.perf_counter()
     metrics, result = evaluate_split(model, images, labels, data.info["task"], n_samples=draws, seed=seed)

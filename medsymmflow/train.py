@@ -44,6 +44,7 @@ from medsymmflow.checkpoints import (
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.errors import NonFiniteError, TrainingInterrupted
 from medsymmflow.evaluate import evaluate_split
+from medsymmflow.latents import split_inputs
 from medsymmflow.recipes import ConfigMismatchError, TrainConfig, build_model, config_differences, lr_factor
 
 logger = logging.getLogger(__name__)
@@ -127,8 +128,9 @@ class Trainer:
                 f"batch_size {config.batch_size} exceeds the {n_train} training images of {config.dataset}; "
                 f"pick at most {n_train}."
             )
-        self.train_images, self.train_labels = self.data.tensors("train", config.image_size)
-        self.val_images, self.val_labels = self.data.tensors("val", config.image_size)
+        # pixels, or for a latent model its cached latents (encoded once per codec and data)
+        self.train_images, self.train_labels = split_inputs(model, self.data, "train", config.image_size)
+        self.val_images, self.val_labels = split_inputs(model, self.data, "val", config.image_size)
         counts = torch.bincount(self.train_labels, minlength=self.data.n_classes).double()
         self.sample_weights = (
             (1.0 / counts.clamp(min=1))[self.train_labels]
@@ -270,6 +272,7 @@ class Trainer:
             "task": self.data.info["task"],
             "synthetic_data": self.data.synthetic,
             "medsymmflow_version": __version__,
+            **({"codec": self.model.codec.describe()} if getattr(self.model, "codec", None) is not None else {}),
         }
 
     def _write(self, name: str, with_state: bool) -> None:

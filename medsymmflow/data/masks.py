@@ -214,6 +214,20 @@ def mask_distances(masks: torch.Tensor, colours: torch.Tensor, decoding: str = P
     return 1.0 - votes
 
 
+def centre_distances(masks: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Distance of each mask to each class centre when the centres are images, not colours, shape (N, K):
+    ``d[n, k] = mean_{h,w} || masks[n, :, h, w] - centres[k, :, h, w] ||_2`` - ``"pixel_distance"`` with a
+    centre that may vary across pixels (the class-colour masks' latents, which a codec does not keep constant).
+    """
+    if masks.ndim != 4 or centres.ndim != 4 or masks.shape[1:] != centres.shape[1:]:
+        raise ValueError(
+            f"masks (N, C, H, W) and centres (K, C, H, W) must agree in C, H, W; got {tuple(masks.shape)} "
+            f"and {tuple(centres.shape)}"
+        )
+    masks = masks.float()
+    return (masks[:, None] - centres.to(masks)[None]).norm(dim=2).mean(dim=(2, 3))
+
+
 def masks_to_labels(masks: torch.Tensor, colours: torch.Tensor, decoding: str = PAPER_DECODING) -> torch.Tensor:
     """Nearest class colour of each mask: ``argmin_k d[n, k]``, shape (N,)."""
     return mask_distances(masks, colours, decoding).argmin(dim=1)

@@ -14,6 +14,12 @@ At ``t = 0`` the state is ``[noise, mask]``; at ``t = 1`` it is ``[image, noise]
 * **generation** integrates ``t: 0 -> 1`` from ``[xi_x, mask(class)]`` and keeps the image;
 * **classification** integrates ``t: 1 -> 0`` from ``[x, xi_y]`` (the paper: one Euler step)
   and decodes the mask to the nearest class colour.
+
+**Latent MedSymmFlow** is the same model with a ``codec`` (:class:`~medsymmflow.models.autoencoder.LatentCodec`):
+``x`` and ``y`` are then scaled VAE latents ``z_x`` (a sample of ``q(z | x)``) and ``z_y`` (the mode of
+the RGB mask's posterior), the network sees ``[z_x, z_y]``, classification decodes the predicted
+mask latent to pixels before the colour distances (the paper's) - or, with ``mask_space="latent"``,
+compares it with the class-colour latents without decoding - and generation decodes the image latent.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from medsymmflow.data.masks import (
     GRAY_BETA,
     PAPER_DECODING,
     PAPER_PALETTE_INDEX,
+    centre_distances,
     class_colours,
     labels_to_masks,
     mask_channels,
@@ -38,6 +45,8 @@ from medsymmflow.flow.paths import SIGMA_MIN, ot_path, sample_time
 from medsymmflow.flow.solvers import integrate
 
 DEFAULT_IMAGE_WEIGHT = 0.7  # w of the loss in the paper's runs
+MASK_SPACES = ("pixel", "latent")  # where a latent model compares its predicted mask with the class colours
+MASK_BANK = 16  # dequantized masks encoded per class: a latent model's training masks are drawn from them
 
 
 @dataclass
@@ -97,6 +106,13 @@ class SymmetricFlow(nn.Module):
         gray_beta: scale of gray masks (see :func:`~medsymmflow.data.masks.class_colours`).
         classify_share: share of each training batch drawn at ``t = 1``, the time one-step
             classification starts from, instead of ``t ~ U(0, 1)`` (0 in the paper).
+        codec: a latent codec for latent MedSymmFlow (None: pixel space). Its inputs are then scaled
+            image latents, and ``image_channels`` is the channel count of the *pixel* images.
+        image_size: the pixel side the codec encodes (needed with a codec, for the mask latents).
+        fit: how images reach that side, ``"pad"`` or ``"resize"`` (see :func:`~medsymmflow.data.fit_size`).
+        mask_space: with a codec, ``"pixel"`` decodes the predicted mask latent before the colour
+            distances (the paper's); ``"latent"`` measures :func:`~medsymmflow.data.masks.centre_distances`
+            to the class-colour latents, skipping the decoder. An attribute, like ``decoding``.
     """
 
     def __init__(
@@ -112,6 +128,10 @@ class SymmetricFlow(nn.Module):
         decoding: str = PAPER_DECODING,
         gray_beta: float = GRAY_BETA,
         classify_share: float = 0.0,
+        codec: nn.Module | None = None,
+        image_size: int | None = None,
+        mask_space: str = "pixel",
+        fit: str = "pad",
     ):
         super().__init__()
         if not 0.0 <= image_weight <= 1.0:
@@ -120,9 +140,15 @@ class SymmetricFlow(nn.Module):
             raise ValueError(f"classify_share must lie in [0, 1], got {classify_share}")
         if decoding not in DECODINGS:
             raise ValueError(f"Unknown decoding {decoding!r}: expected one of {DECODINGS}.")
+        if mask_space not in MASK_SPACES:
+            raise ValueError(f"Unknown mask_space {mask_space!r}: expected one of {MASK_SPACES}.")
         self.net = velocity
+        self.pixel_channels = image_channels
         self.image_channels = image_channels
         self.mask_channels = mask_channels(mask_mode, n_classes)
+        self.mask_space = mask_space
+        self.codec = codec
+        self.fit = fit
         self.n_classes = n_classes
         self.mask_mode = mask_mode
         self.image_weight = image_weight
@@ -133,6 +159,33 @@ class SymmetricFlow(nn.Module):
         self.gray_beta = gray_beta
         self.classify_share = classify_share
         self.register_buffer("colours", class_colours(n_classes, mask_mode, palette_index, gray_beta), persistent=False)
+        if codec is not None:
+            self._encode_class_masks(codec, image_size)
+
+    def _encode_class_masks(self, codec, image_size: int | None) -> None:
+        """The class-colour latents (K, C_z, h, w) and a bank of :data:`MASK_BANK` dequantized ones per class."""
+        if self.mask_mode != "rgb":
+            raise ValueError(
+                f"latent MedSymmFlow encodes RGB masks with the image codec; mask_mode {self.mask_mode!r} cannot "
+                "pass through it. Use mask_mode='rgb'."
+            )
+        if image_size is None:
+            raise ValueError("a latent model needs image_size, the pixel side its codec encodes")
+        codec.requires_grad_(False)
+        self.latent_size = codec.latent_size(image_size)
+        self.image_channels = self.mask_channels = codec.latent_channels
+        labels = torch.arange(self.n_classes).repeat_interleave(MASK_BANK)
+        generator = torch.Generator().manual_seed(0)
+        exact = labels_to_masks(
+            torch.arange(self.n_classes), self.n_classes, image_size, "rgb", 0.0, None, self.palette_index
+        )
+        bank = labels_to_masks(labels, self.n_classes, image_size, "rgb", self.beta, generator, self.palette_index)
+        self.register_buffer("mask_centres", codec.encode_masks(exact), persistent=False)
+        self.register_buffer(
+            "mask_bank",
+            codec.encode_masks(bank).reshape(self.n_classes, MASK_BANK, *self.mask_centres.shape[1:]),
+            persistent=False,
+        )
 
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The joint velocity ``v([x_t, y_t], t)``."""
@@ -141,7 +194,22 @@ class SymmetricFlow(nn.Module):
     def masks(
         self, labels: torch.Tensor, size: int, beta: float = 0.0, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Semantic masks of ``labels`` at ``size`` px on the model's device."""
+        """Semantic masks of ``labels`` at ``size`` px on the model's device.
+
+        With a codec, their latents at the latent side ``size``: the class-colour latents when
+        ``beta = 0``, else a random member of each class's bank of dequantized mask latents.
+        """
+        if self.codec is not None:
+            if size != self.latent_size:
+                raise ValueError(
+                    f"this latent model's masks are {self.latent_size} x {self.latent_size} latents, not {size}"
+                )
+            labels = labels.to(self.mask_centres.device).reshape(-1).long()
+            if beta == 0:
+                return self.mask_centres[labels]
+            device = generator.device if generator is not None else labels.device
+            pick = torch.randint(MASK_BANK, (len(labels),), generator=generator, device=device).to(labels.device)
+            return self.mask_bank[labels, pick]
         return labels_to_masks(
             labels.to(self.colours.device),
             self.n_classes,
@@ -198,11 +266,20 @@ class SymmetricFlow(nn.Module):
         return_trajectory: bool = False,
         generator: torch.Generator | None = None,
     ) -> Generation:
-        """Images of the given classes: integrate ``t: 0 -> 1`` from ``[xi_x, mask(label)]``."""
-        masks = self.masks(labels, size)
-        noise = _randn((len(masks), self.image_channels, size, size), generator, masks.device)
+        """Images of the given classes at ``size`` px: integrate ``t: 0 -> 1`` from ``[xi_x, mask(label)]``.
+
+        A latent model integrates at its latent side and decodes the image latents (gray data:
+        the mean of the decoded channels); ``trajectory`` then holds latents.
+        """
+        state_size = size if self.codec is None else self.codec.latent_size(size)
+        masks = self.masks(labels, state_size)
+        noise = _randn((len(masks), self.image_channels, state_size, state_size), generator, masks.device)
         solution = integrate(self, torch.cat([noise, masks], dim=1), 0.0, 1.0, steps, solver, return_trajectory)
-        return Generation(solution.z[:, : self.image_channels], solution.trajectory)
+        images = solution.z[:, : self.image_channels]
+        if self.codec is not None:
+            images = self.codec.decode(images)
+            images = images.mean(dim=1, keepdim=True) if self.pixel_channels == 1 else images
+        return Generation(images, solution.trajectory)
 
     @torch.no_grad()
     def classify(
@@ -216,7 +293,9 @@ class SymmetricFlow(nn.Module):
         """Classify images: integrate ``t: 1 -> 0`` from ``[x, xi_y]`` and decode the mask.
 
         With ``n_samples > 1`` the per-class distances are averaged over that many mask
-        noise draws ``xi_y`` before taking the nearest class.
+        noise draws ``xi_y`` before taking the nearest class. A latent model takes image latents
+        (:func:`medsymmflow.latents.split_inputs`) and returns decoded masks (latent ones with
+        ``mask_space="latent"``).
         """
         self._check_images(images)
         if n_samples < 1:
@@ -227,7 +306,11 @@ class SymmetricFlow(nn.Module):
             mask_noise = _randn((len(images), self.mask_channels, size, size), generator, images.device)
             solution = integrate(self, torch.cat([images, mask_noise], dim=1), 1.0, 0.0, steps, solver)
             predicted = solution.z[:, self.image_channels :]
-            all_distances.append(mask_distances(predicted, self.colours, self.decoding))
+            if self.codec is not None and self.mask_space == "latent":
+                all_distances.append(centre_distances(predicted, self.mask_centres))
+            else:
+                predicted = predicted if self.codec is None else self.codec.decode(predicted)
+                all_distances.append(mask_distances(predicted, self.colours, self.decoding))
             mask_sum = mask_sum + predicted
         sample_distances = torch.stack(all_distances)
         distances = sample_distances.mean(dim=0)
@@ -235,8 +318,9 @@ class SymmetricFlow(nn.Module):
 
     def _check_images(self, images: torch.Tensor) -> None:
         if images.ndim != 4 or images.shape[1] != self.image_channels:
+            what = "images" if self.codec is None else "image latents (see medsymmflow.latents.split_inputs)"
             raise ValueError(
-                f"images must be (N, {self.image_channels}, H, W) for this model, got {tuple(images.shape)}"
+                f"{what} must be (N, {self.image_channels}, H, W) for this model, got {tuple(images.shape)}"
             )
 
 
