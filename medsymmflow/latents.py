@@ -115,7 +115,7 @@ def course_codec(
         "data_md5": data_md5(data, "train"),
     }
     key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=list).encode()).hexdigest()[:12]
-    folder = Path(root or runs_dir() / "models") / f"codec_{data.flag}_{data.size}_{key}"
+    folder = (Path(root or runs_dir() / "models") / f"codec_{data.flag}_{data.size}_{key}").resolve()
     history_file = folder / "history.json"
     if (folder / "config.json").exists() and history_file.exists():
         return LatentCodec.from_pretrained(folder, device), json.loads(history_file.read_text())

@@ -79,3 +79,19 @@ def classification_metrics(labels, scores, task: str) -> dict:
         "per_class_recall": recall.tolist(),
         "confusion_matrix": matrix.tolist(),
     }
+
+
+def reconstruction_quality(original: torch.Tensor, reconstructed: torch.Tensor) -> dict:
+    """Mean PSNR and SSIM (scikit-image's) of reconstructions of images in [-1, 1] (data range 2),
+    per image then averaged: ``PSNR = 10 log10(2^2 / MSE)``; SSIM over the channels."""
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    if original.shape != reconstructed.shape or original.ndim != 4:
+        raise ValueError(
+            f"expected two (N, C, H, W) batches of one shape, got {tuple(original.shape)} and {tuple(reconstructed.shape)}"
+        )
+    a = original.detach().float().cpu().numpy()
+    b = reconstructed.detach().float().cpu().clamp(-1, 1).numpy()
+    psnr = [peak_signal_noise_ratio(x, y, data_range=2.0) for x, y in zip(a, b, strict=True)]
+    ssim = [structural_similarity(x, y, data_range=2.0, channel_axis=0) for x, y in zip(a, b, strict=True)]
+    return {"psnr": float(np.mean(psnr)), "ssim": float(np.mean(ssim))}

@@ -297,6 +297,19 @@ def course_config(
     return TrainConfig(dataset=dataset, **{**settings, **overrides})
 
 
+def same_run_baseline(flow: TrainConfig, profile: Profile) -> TrainConfig:
+    """The discriminative baseline beside a flow run: the profile's CNN (``cnn-small`` fast, ``resnet18``
+    full) on the same data, seed, steps and validation interval, trained by the same loop on real images."""
+    return course_config(
+        flow.dataset,
+        profile,
+        seed=flow.seed,
+        preset=profile.pick(fast="cnn-small", full="resnet18"),
+        steps=flow.steps,
+        checkpoint_every=flow.checkpoint_every,
+    )
+
+
 # Fields added after runs were cached, at the values that leave a run as it was: a run's
 # identity (its cache key) omits them there, so runs cached before them stay found.
 NEUTRAL = {"classify_share": 0.0, "restart_at": 0, "fit": "pad", "codec": ""}

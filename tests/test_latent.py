@@ -1,6 +1,7 @@
 """The latent codec, the latent cache and latent MedSymmFlow on the CPU, with small local codecs."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -12,8 +13,9 @@ from diffusers import AutoencoderKL
 
 from medsymmflow.checkpoints import load_checkpoint
 from medsymmflow.data import synthetic_twin
-from medsymmflow.data.masks import labels_to_masks
-from medsymmflow.latents import cache_key, cached_latents, split_inputs
+from medsymmflow.data.masks import centre_distances, labels_to_masks
+from medsymmflow.latents import cache_key, cached_latents, course_codec, split_inputs
+from medsymmflow.metrics import reconstruction_quality
 from medsymmflow.models.autoencoder import (
     SD_VAE,
     SD_VAE_ARCHITECTURE,
@@ -50,7 +52,7 @@ def twin():
 
 
 @pytest.fixture(scope="module")
-def course_codec(tmp_path_factory, twin):
+def trained_codec(tmp_path_factory, twin):
     images, _ = twin.tensors("train", 32)
     codec, history = train_course_codec(images, tmp_path_factory.mktemp("codec") / "course", steps=30, batch_size=16)
     return codec, history
@@ -113,8 +115,8 @@ def test_offline_hub_id_names_the_model_the_switch_and_the_local_folder_way():
     assert "Traceback" not in out and len(out.splitlines()) == 1
 
 
-def test_course_codec_is_saved_with_its_measured_scaling_and_loaded_back(course_codec, twin):
-    codec, history = course_codec
+def test_course_codec_is_saved_with_its_measured_scaling_and_loaded_back(trained_codec, twin):
+    codec, history = trained_codec
     saved = json.loads((Path(codec.name) / "config.json").read_text())
     assert saved["scaling_factor"] == pytest.approx(codec.scaling_factor)
     images, _ = twin.tensors("train", 32)
@@ -142,8 +144,8 @@ def test_retraining_into_the_same_folder_replaces_the_codec_whole(tmp_path, twin
     assert not list(tmp_path.glob(".c*"))
 
 
-def test_latent_cache_reuses_and_invalidates(tmp_path, course_codec, twin, monkeypatch):
-    codec, _ = course_codec
+def test_latent_cache_reuses_and_invalidates(tmp_path, trained_codec, twin, monkeypatch):
+    codec, _ = trained_codec
     first = cached_latents(codec, twin, "val", 32, cache=tmp_path)
     assert len(list(tmp_path.glob("*.safetensors"))) == 1
     monkeypatch.setattr(codec, "encode_images", lambda *a, **k: pytest.fail("a cached split was encoded again"))
@@ -161,8 +163,8 @@ def test_latent_cache_reuses_and_invalidates(tmp_path, course_codec, twin, monke
     assert len(list(tmp_path.glob("*.safetensors"))) == 2
 
 
-def test_a_damaged_cache_file_is_encoded_again(tmp_path, course_codec, twin):
-    codec, _ = course_codec
+def test_a_damaged_cache_file_is_encoded_again(tmp_path, trained_codec, twin):
+    codec, _ = trained_codec
     first = cached_latents(codec, twin, "val", 32, cache=tmp_path)
     (path,) = tmp_path.glob("*.safetensors")
     path.write_bytes(b"not safetensors")
@@ -183,8 +185,8 @@ def _latent_config(codec_folder, **overrides) -> TrainConfig:
     return TrainConfig(**{**settings, **overrides})
 
 
-def test_latent_model_classifies_and_generates_with_the_shapes_it_says(course_codec, twin, tmp_path):
-    codec, _ = course_codec
+def test_latent_model_classifies_and_generates_with_the_shapes_it_says(trained_codec, twin, tmp_path):
+    codec, _ = trained_codec
     model = build_model(_latent_config(codec.name), twin.n_classes, twin.n_channels, codec=codec)
     assert model.image_channels == model.mask_channels == 4 and model.pixel_channels == 1
     inputs, labels = split_inputs(model, twin, "val", 32, cache=tmp_path)
@@ -201,8 +203,8 @@ def test_latent_model_classifies_and_generates_with_the_shapes_it_says(course_co
         model.classify(torch.zeros(2, 1, 32, 32))
 
 
-def test_latent_class_masks_are_the_codec_encoding_of_the_class_colours(course_codec):
-    codec, _ = course_codec
+def test_latent_class_masks_are_the_codec_encoding_of_the_class_colours(trained_codec):
+    codec, _ = trained_codec
     model = build_model(_latent_config(codec.name), 2, 1, codec=codec)
     exact = labels_to_masks(torch.arange(2), 2, 32, "rgb")
     torch.testing.assert_close(model.masks(torch.arange(2), 8), codec.encode_masks(exact))
@@ -237,3 +239,49 @@ def test_latent_training_checkpoints_the_codec_and_refuses_a_changed_one(tmp_pat
     train_course_codec(images, folder, steps=3, batch_size=8, progress=False)  # the codec changes under the run
     with pytest.raises(ConfigMismatchError, match="another codec"):
         load_checkpoint(result.best_dir)
+
+
+def test_reconstruction_quality_has_the_closed_form_psnr():
+    original = torch.rand(3, 1, 16, 16) * 1.6 - 0.8
+    quality = reconstruction_quality(original, original + 0.1)  # MSE 0.01 on a data range of 2
+    assert quality["psnr"] == pytest.approx(10 * math.log10(4 / 0.01), abs=1e-6)
+    assert 0 < quality["ssim"] < 1
+    assert reconstruction_quality(original, original)["ssim"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="one shape"):
+        reconstruction_quality(original, original[:2])
+
+
+def test_centre_distances_are_the_mean_pixel_distance_to_image_centres():
+    centres = torch.zeros(2, 4, 3, 3)
+    centres[1] += 1.0  # class 1's centre is 2 away from class 0's in every position (4 channels of 1)
+    masks = torch.zeros(1, 4, 3, 3)
+    masks[..., 0, :] = 1.0  # one row at class 1, two at class 0
+    torch.testing.assert_close(centre_distances(masks, centres), torch.tensor([[2 / 3, 4 / 3]]))
+    with pytest.raises(ValueError, match="must agree"):
+        centre_distances(masks, centres[:, :3])
+
+
+def test_course_codec_is_trained_once_per_data_and_settings(tmp_path, twin, monkeypatch):
+    first, history = course_codec(twin, steps=2, root=tmp_path, progress=False)
+    monkeypatch.setattr("medsymmflow.latents.train_course_codec", lambda *a, **k: pytest.fail("trained again"))
+    again, history_again = course_codec(twin, steps=2, root=tmp_path, progress=False)
+    assert again.identity == first.identity and history_again == history and Path(again.name).is_absolute()
+    monkeypatch.undo()
+    other, _ = course_codec(twin, steps=3, root=tmp_path, progress=False)  # other settings: another folder
+    assert other.name != first.name and len(list(tmp_path.glob("codec_*"))) == 2
+
+
+def test_the_same_run_baseline_follows_its_flow():
+    from medsymmflow.config import profile
+    from medsymmflow.recipes import course_config, same_run_baseline
+
+    flow = course_config("retinamnist", profile("fast"), seed=4)
+    cnn = same_run_baseline(flow, profile("fast"))
+    assert (cnn.preset, cnn.seed, cnn.steps, cnn.checkpoint_every, cnn.classify_share) == (
+        "cnn-small",
+        4,
+        flow.steps,
+        flow.checkpoint_every,
+        0.0,
+    )
+    assert same_run_baseline(course_config("retinamnist", profile("full")), profile("full")).preset == "resnet18"

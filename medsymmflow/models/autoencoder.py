@@ -195,6 +195,12 @@ class LatentCodec(nn.Module):
         ]
         return torch.cat(parts).to(latents.device)
 
+    @torch.no_grad()
+    def reconstruct(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``D(E(x))`` with the images' own channels (gray: the mean of the decoded channels)."""
+        decoded = self.decode(self.encode_images(images, generator))
+        return decoded.mean(dim=1, keepdim=True) if images.shape[1] == 1 else decoded
+
     def _encode(self, images: torch.Tensor, generator, batch_size: int, sample: bool) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] not in (1, 3):
             raise ValueError(f"expected images (N, 1 or 3, H, W) in [-1, 1], got shape {tuple(images.shape)}")
