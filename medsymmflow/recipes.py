@@ -342,6 +342,13 @@ def build_model(
         channels, side = image_channels + mask_channels(config.mask_mode, n_classes), config.image_size
     else:
         channels, side = 2 * codec.latent_channels, codec.latent_size(config.image_size)
+        halvings = len(PRESETS[config.preset]["block_out_channels"]) - 1
+        if side % 2**halvings:
+            raise ValueError(
+                f"{config.image_size} px images become {side} x {side} latents, which the {config.preset!r} UNet "
+                f"cannot halve {halvings} times; pick an image size that is a multiple of "
+                f"{codec.downsampling * 2**halvings} (the course codec: 32)"
+            )
     velocity = VelocityUNet(make_unet(config.preset, channels, sample_size=side))
     return SymmetricFlow(
         velocity,

@@ -65,6 +65,12 @@ def _interrupt_after_first_checkpoint(monkeypatch) -> None:
     monkeypatch.setattr(train_module.Trainer, "_validate_and_save", save_then_interrupt)
 
 
+def _course_codec(folder: Path) -> None:
+    from medsymmflow.models.autoencoder import train_course_codec
+
+    train_course_codec(torch.zeros(4, 1, 32, 32), folder, steps=1, batch_size=2, progress=False)
+
+
 def _raise_interrupt(self, loss):
     raise KeyboardInterrupt
 
@@ -140,6 +146,8 @@ CASES = [
     Case("sample --out without suffix", ["sample", "{run}/best", "--out", "{tmp}/x"], 2, "must name an image file"),
     Case("sample --out a folder", ["sample", "{run}/best", "--out", "{tmp}"], 2, "must name an image file"),
     Case("reproduce --out is a file", ["reproduce", "--smoke", "--out", "{tmp}/f"], 2, "is a file", _file_at("f")),
+    Case("latent model with gray masks", TRAIN + NEW + ["--codec", "{tmp}/codec", "--mask-mode", "gray"], 2, "takes RGB masks"),
+    Case("latent size the codec cannot halve", TRAIN + NEW + ["--codec", "{tmp}/codec"], 2, "become 7 x 7 latents, which the 'tiny' UNet cannot halve 2 times; pick an image size that is a multiple of 16", lambda run, tmp, mp: _course_codec(tmp / "codec")),
     Case("course --out is a file", ["course", "--out", "{tmp}/f"], 2, "is a file", _file_at("f")),
     # damaged checkpoints and runtime faults (exit 1)
     Case("truncated EMA weights", ["evaluate", "{run}/best"], 1, "ema.safetensors is damaged", _damage("best/ema.safetensors")),
@@ -154,6 +162,7 @@ CASES = [
     Case("tampered training state", TRAIN + RUN + ["--resume"], 1, "start the run again with --overwrite", _damage("last/training_state.pt", lambda p: p.write_bytes(b"\x80\x04K\x01."))),
     Case("missing RNG state", TRAIN + RUN + ["--resume"], 1, "rng_0.pt is damaged", _damage("last/rng_0.pt", Path.unlink)),
     Case("wrong data file", TRAIN[:-1] + ["{tmp}/data"] + NEW, 1, "md5", lambda run, tmp, mp: _file_at("data/breastmnist.npz")(run, tmp, mp)),
+    Case("codec folder missing", TRAIN + NEW + ["--codec", "{tmp}/no-codec", "--image-size", "32"], 1, "no AutoencoderKL could be read from the folder"),
     Case("read-only output", TRAIN + NEW, 1, "cannot write to", lambda run, tmp, mp: _read_only(mp)),
     Case("evaluate to read-only", ["evaluate", "{run}/best", "--out", "{tmp}/e"], 1, "Read-only file system", lambda run, tmp, mp: _read_only(mp)),
     Case("learning rate that diverges", TRAIN + NEW + ["--lr", "1e30"], 1, "NaN or infinite: its weights have diverged; training stopped; no checkpoint was saved yet"),
