@@ -3,6 +3,7 @@
     medsymmflow train     --dataset pneumoniamnist --steps 600 --out runs/train/pneumonia [--resume]
     medsymmflow evaluate  runs/train/pneumonia/best --split test [--n-samples 8]
     medsymmflow sample    runs/train/pneumonia/best --class 1 --n 16 --out samples.png
+    medsymmflow codec     --dataset pneumoniamnist   (then: train --codec FOLDER --image-size 32)
     medsymmflow demo      [--out runs/demo]
     medsymmflow course    [notebooks ...]
     medsymmflow reproduce [--datasets pneumoniamnist retinamnist] [--epochs 100] [--time-budget S --fit-budget] [--smoke]
@@ -144,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", default="samples.png", help="image file (.png, .jpg, .pdf or .svg)")
     sample.set_defaults(run=commands.sample)
+
+    codec = parsers.add_parser(
+        "codec",
+        help="train the course's latent codec on a training split (offline) and print its folder, for --codec",
+    )
+    codec.add_argument("--dataset", default="pneumoniamnist")
+    codec.add_argument("--steps", type=_positive, help="training steps (default: the course codec's)")
+    codec.add_argument("--seed", type=int, default=0)
+    codec.add_argument("--data-root")
+    codec.add_argument(
+        "--allow-synthetic", action="store_true", help="train on the synthetic twin if the data is missing"
+    )
+    codec.set_defaults(run=commands.codec)
 
     demo = parsers.add_parser("demo", help="train the tiny model, classify the test split, generate, write a report")
     demo.add_argument("--dataset", default="pneumoniamnist")

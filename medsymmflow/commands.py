@@ -211,6 +211,17 @@ def sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def codec(args: argparse.Namespace) -> int:
+    from medsymmflow.data import load_dataset
+    from medsymmflow.latents import course_codec
+    from medsymmflow.models.autoencoder import COURSE_CODEC_STEPS
+
+    data = load_dataset(args.dataset, root=args.data_root, allow_synthetic=args.allow_synthetic, seed=args.seed)
+    trained, history = course_codec(data, steps=args.steps or COURSE_CODEC_STEPS, seed=args.seed)
+    print(json.dumps({"codec": trained.name, "scaling_factor": trained.scaling_factor, "last": history[-1]}, indent=2))
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     from medsymmflow.demo import run_demo
 

@@ -285,3 +285,21 @@ def test_the_same_run_baseline_follows_its_flow():
         0.0,
     )
     assert same_run_baseline(course_config("retinamnist", profile("full")), profile("full")).preset == "resnet18"
+
+
+def test_cli_trains_the_codec_then_a_latent_model_then_evaluates_and_samples_it(tmp_path, monkeypatch, capsys):
+    from conftest import tiny_train
+
+    from medsymmflow.cli import main
+
+    monkeypatch.setattr("medsymmflow.latents.runs_dir", lambda: tmp_path / "runs")
+    codec_args = ["codec", "--dataset", "breastmnist", "--steps", "2", "--allow-synthetic", "--data-root"]
+    assert main([*codec_args, str(tmp_path / "none")]) == 0
+    folder = json.loads(capsys.readouterr().out)["codec"]
+    assert Path(folder, "config.json").exists() and Path(folder).is_relative_to(tmp_path / "runs" / "models")
+    train = tiny_train(tmp_path / "none") + ["--codec", folder, "--image-size", "32", "--out", str(tmp_path / "run")]
+    assert main(train) == 0
+    assert json.loads((tmp_path / "run" / "best" / "config.json").read_text())["codec"]["name"] == folder
+    assert main(["evaluate", str(tmp_path / "run" / "best"), "--out", str(tmp_path / "eval")]) == 0
+    assert main(["sample", str(tmp_path / "run" / "best"), "--n", "2", "--out", str(tmp_path / "s.png")]) == 0
+    assert (tmp_path / "s.png").stat().st_size > 0
