@@ -16,7 +16,6 @@ Every model trains afresh in ``--models`` (so its seconds are measured), unless 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -26,13 +25,12 @@ from medsymmflow import config
 from medsymmflow.course import train_or_load
 from medsymmflow.data import load_dataset
 from medsymmflow.evaluate import evaluate_split
-from medsymmflow.files import write_text_atomic
 from medsymmflow.latents import course_codec
 from medsymmflow.metrics import reconstruction_quality
 from medsymmflow.provenance import data_identity, provenance
 from medsymmflow.recipes import course_config
 from medsymmflow.reproduce import evaluate_test, majority_rule
-from medsymmflow.reproduce_report import summarize
+from medsymmflow.reproduce_report import plus_minus, summarize, write_results
 
 KINDS = ("pixel", "latent", "cnn-small")  # what each seed trains (the CNN also scores the reconstructions)
 METRICS = ("acc", "auc", "balanced_accuracy", "images_per_second", "train_seconds", "ms_per_step")
@@ -110,11 +108,6 @@ def run(flag: str, seeds, models: Path, data_root, kinds=KINDS) -> dict:
     }
 
 
-def _pm(entry: dict, metric: str, digits: int = 3) -> str:
-    spread = entry.get(f"{metric}_std")
-    return f"{entry[metric]:.{digits}f}" + ("" if spread is None else f" ± {spread:.{digits}f}")
-
-
 def markdown(results: dict) -> str:
     p = results["provenance"]
     lines = [
@@ -129,16 +122,16 @@ def markdown(results: dict) -> str:
     ]
     for e in results["summary"]:
         lines.append(
-            f"| {e['model']} | {_pm(e, 'acc')} | {_pm(e, 'auc')} | {_pm(e, 'balanced_accuracy')} | "
-            f"{_pm(e, 'images_per_second', 0)} | {_pm(e, 'train_seconds', 0)} | {_pm(e, 'ms_per_step', 0)} |"
+            f"| {e['model']} | {plus_minus(e, 'acc')} | {plus_minus(e, 'auc')} | {plus_minus(e, 'balanced_accuracy')} | "
+            f"{plus_minus(e, 'images_per_second', 0)} | {plus_minus(e, 'train_seconds', 0)} | {plus_minus(e, 'ms_per_step', 0)} |"
         )
     (c,) = results["codec_summary"]
     lines += [
         "",
         "Course codec (32 px -> 8 x 8 x 4), test split, the central 28 px: "
-        f"PSNR {_pm(c, 'psnr', 2)} dB, SSIM {_pm(c, 'ssim')}; the same-run CNN's ACC on the original images "
-        f"{_pm(c, 'cnn_acc_original')}, on their reconstructions {_pm(c, 'cnn_acc_reconstructed')}; "
-        f"codec training {_pm(c, 'codec_seconds', 0)} s.",
+        f"PSNR {plus_minus(c, 'psnr', 2)} dB, SSIM {plus_minus(c, 'ssim')}; the same-run CNN's ACC on the original images "
+        f"{plus_minus(c, 'cnn_acc_original')}, on their reconstructions {plus_minus(c, 'cnn_acc_reconstructed')}; "
+        f"codec training {plus_minus(c, 'codec_seconds', 0)} s.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -153,9 +146,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/latent_study")
     args = parser.parse_args()
     results = run(args.dataset, args.seeds, Path(args.models), args.data_root, args.kinds)
-    out = Path(args.out)
-    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
-    write_text_atomic(out / "results.md", markdown(results))
+    write_results(Path(args.out), results, markdown(results))
     print(markdown(results))
 
 

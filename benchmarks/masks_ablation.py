@@ -27,18 +27,16 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
 from medsymmflow.data.masks import DECODINGS, MODE_DECODINGS, MODES, centre_separation
-from medsymmflow.files import write_text_atomic
 from medsymmflow.generation import GENERATED, NFES, SWEEP_SOLVERS, nfe_sweep, per_class, smallest_nfe_within
 from medsymmflow.provenance import provenance
 from medsymmflow.reproduce import evaluate_test, majority_rule
-from medsymmflow.reproduce_report import summarize, summary_table
+from medsymmflow.reproduce_report import plus_minus, summarize, summary_table, write_results
 
 _spec = importlib.util.spec_from_file_location("recipe_study", Path(__file__).with_name("recipe_study.py"))
 study = importlib.util.module_from_spec(_spec)
@@ -117,14 +115,9 @@ def run(
                 sweeps += swept if full else []
                 print(f"{flag} {mode} seed {seed}: generation metrics in {time.perf_counter() - began:.0f} s")
             if out is not None:
-                write(results(), out)
+                current = results()
+                write_results(out, current, markdown(current))
     return results()
-
-
-def write(results: dict, out: Path) -> None:
-    """``results.json`` and ``results.md`` in ``out``, each written atomically."""
-    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
-    write_text_atomic(out / "results.md", markdown(results))
 
 
 def _smallest(sweeps: list[dict]) -> dict:
@@ -154,13 +147,6 @@ def _paired(rows: list[dict]) -> list[dict]:
     return result
 
 
-def _pm(entry: dict, metric: str, digits: int = 3) -> str:
-    if metric not in entry:
-        return "—"
-    spread = entry.get(f"{metric}_std")
-    return f"{entry[metric]:.{digits}f}" + ("" if spread is None else f" ± {spread:.{digits}f}")
-
-
 def markdown(results: dict) -> str:
     p = results["provenance"]
     lines = [
@@ -180,7 +166,7 @@ def markdown(results: dict) -> str:
     ]
     for e in results["rgb_minus_gray"]:
         lines.append(
-            f"| {e['dataset']} | {e['n_seeds']} | {_pm(e, 'acc')} | {_pm(e, 'auc')} | {_pm(e, 'balanced_accuracy')} |"
+            f"| {e['dataset']} | {e['n_seeds']} | {plus_minus(e, 'acc')} | {plus_minus(e, 'auc')} | {plus_minus(e, 'balanced_accuracy')} |"
         )
     lines += [
         "",
@@ -195,16 +181,16 @@ def markdown(results: dict) -> str:
     ]
     for e in results["generation_summary"]:
         lines.append(
-            f"| {e['dataset']} | {e['mode']} | {e['n_seeds']} | {_pm(e, 'agreement')} | {_pm(e, 'cas')} | "
-            f"{_pm(e, 'frechet', 2)} | {_pm(e, 'frechet_floor', 2)} |"
+            f"| {e['dataset']} | {e['mode']} | {e['n_seeds']} | {plus_minus(e, 'agreement')} | {plus_minus(e, 'cas')} | "
+            f"{plus_minus(e, 'frechet', 2)} | {plus_minus(e, 'frechet_floor', 2)} |"
         )
     if results["sweep_summary"]:
         lines += ["", "## NFE x solver (RGB models)", "", "| dataset | solver | NFE | agreement | CAS | FD |"]
         lines.append("|---|---|---|---|---|---|")
         for e in results["sweep_summary"]:
             lines.append(
-                f"| {e['dataset']} | {e['solver']} | {e['nfe']} | {_pm(e, 'agreement')} | {_pm(e, 'cas')} | "
-                f"{_pm(e, 'frechet', 2)} |"
+                f"| {e['dataset']} | {e['solver']} | {e['nfe']} | {plus_minus(e, 'agreement')} | {plus_minus(e, 'cas')} | "
+                f"{plus_minus(e, 'frechet', 2)} |"
             )
         lines += ["", "Smallest Euler NFE whose CAS is within 1 point of 25-step Euler's (NFE, solver):", ""]
         lines += [f"- {key}: {value}" for key, value in results["smallest_nfe_within_1_point"].items()]

@@ -22,7 +22,6 @@ versions, device, seeds, wall time per run) to ``--out``. Trained models are cac
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -31,11 +30,10 @@ import numpy as np
 from medsymmflow import config
 from medsymmflow.course import train_or_load
 from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin
-from medsymmflow.files import write_text_atomic
 from medsymmflow.provenance import provenance
 from medsymmflow.recipes import course_config
 from medsymmflow.reproduce import evaluate_test, majority_rule
-from medsymmflow.reproduce_report import summarize, summary_table
+from medsymmflow.reproduce_report import summarize, summary_table, write_results
 
 # Each candidate: the fields it sets in the fast recipe (each says its share of t = 1, the lever studied).
 CANDIDATES = {
@@ -184,9 +182,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/recipe_study")
     args = parser.parse_args()
     results = run(args.datasets, args.candidates, args.seeds, Path(args.models), args.data_root)
-    out = Path(args.out)
-    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
-    write_text_atomic(out / "results.md", markdown(results))
+    write_results(Path(args.out), results, markdown(results))
     print(markdown(results))
 
 

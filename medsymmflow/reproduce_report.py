@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
+
+from medsymmflow.files import write_text_atomic
 
 SUMMARY_KEYS = ("dataset", "model", "decoding", "draws")
 SUMMARY_METRICS = ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc")
@@ -37,7 +42,7 @@ def summary_table(summary: list[dict], model_header: str = "model") -> list[str]
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
-        cells = [_cell(s, m) for m in ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc")]
+        cells = [plus_minus(s, m) for m in ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc")]
         lines.append(
             f"| {s['dataset']} | {s['model']} | {s['decoding'] or '—'} | {s['draws']} | " + " | ".join(cells) + " |"
         )
@@ -93,9 +98,18 @@ def _training(results: dict) -> str:
     return f"Training steps: {', '.join(map(str, steps))}"
 
 
-def _cell(summary: dict, metric: str) -> str:
-    std = summary[f"{metric}_std"]
-    return f"{summary[metric]:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+def plus_minus(entry: dict, metric: str, digits: int = 3) -> str:
+    """``mean ± std`` of a :func:`summarize` entry's metric (the mean alone for one seed, "—" if absent)."""
+    if metric not in entry:
+        return "—"
+    spread = entry.get(f"{metric}_std")
+    return f"{entry[metric]:.{digits}f}" + ("" if spread is None else f" ± {spread:.{digits}f}")
+
+
+def write_results(out: Path, results: dict, report: str) -> None:
+    """``results.json`` (ending in a newline) and the markdown ``results.md`` in ``out``, each atomically."""
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
+    write_text_atomic(out / "results.md", report)
 
 
 def _ref(ref: dict, key: str) -> str:

@@ -99,10 +99,12 @@ class LatentCodec(nn.Module):
             if _looks_like_folder(name):
                 what = f"no AutoencoderKL could be read from the folder {name} ({' '.join(str(error).split())[:200]})"
             else:
-                what = (
-                    f"the codec {name!r} could not be loaded from the Hugging Face hub or its local cache "
-                    f"(offline, or HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', 'unset')})"
+                why = (
+                    "HF_HUB_OFFLINE is set, so only the local cache was read"
+                    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+                    else "the hub could not be reached and the local cache does not hold it"
                 )
+                what = f"the codec {name!r} could not be loaded ({why})"
             raise CodecUnavailableError(
                 f"{what}. Download it once while online (AutoencoderKL.from_pretrained({name!r}) fills the "
                 "cache; HF_HUB_OFFLINE=1 then reads it from there), or point --codec at a local folder written "
