@@ -284,8 +284,10 @@ def test_runs_cached_before_the_new_fields_keep_their_key():
     from medsymmflow.recipes import run_identity
 
     config = _config()
-    before = {k: v for k, v in config.to_dict().items() if k not in ("gray_beta", "classify_share", "restart_at")}
+    new_fields = ("gray_beta", "classify_share", "restart_at", "fit", "codec")
+    before = {k: v for k, v in config.to_dict().items() if k not in new_fields}
     assert settings_key(run_identity(config)) == settings_key(before)
     assert settings_key(run_identity(_config(classify_share=0.25))) != settings_key(before)
+    assert settings_key(run_identity(_config(codec="runs/models/codec", image_size=32))) != settings_key(before)
     assert "gray_beta" in run_identity(_config(mask_mode="gray"))
     assert course.run_dir(_config(gray_beta=3.0)) == course.run_dir(config)  # gray_beta shapes gray masks only
