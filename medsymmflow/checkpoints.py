@@ -36,6 +36,8 @@ LEGACY_DEFAULTS = {
     "gray_beta": 2.0,
     "classify_share": 0.0,
     "restart_at": 0,
+    "fit": "pad",  # before latent models: every run padded its images and had no codec
+    "codec": "",
 }
 
 

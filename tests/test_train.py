@@ -291,3 +291,14 @@ def test_runs_cached_before_the_new_fields_keep_their_key():
     assert settings_key(run_identity(_config(codec="runs/models/codec", image_size=32))) != settings_key(before)
     assert "gray_beta" in run_identity(_config(mask_mode="gray"))
     assert course.run_dir(_config(gray_beta=3.0)) == course.run_dir(config)  # gray_beta shapes gray masks only
+
+
+def test_a_checkpoint_written_before_latent_models_loads_as_the_pixel_run_it_was(tmp_path, data):
+    config = _config(steps=3)
+    Trainer(config, tmp_path, data=data, progress=False).train()
+    meta_path = tmp_path / "best" / "config.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["config"]["fit"], meta["config"]["codec"]  # as written before TrainConfig had them
+    meta_path.write_text(json.dumps(meta))
+    model, loaded = load_checkpoint(tmp_path / "best", expected=config)  # the course's cache compares model fields
+    assert (loaded["config"]["fit"], loaded["config"]["codec"], model.codec) == ("pad", "", None)
