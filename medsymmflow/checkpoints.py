@@ -159,8 +159,8 @@ def load_checkpoint(
     if codec is not None and meta.get("codec", {}).get("identity") not in (None, codec.identity):
         raise ConfigMismatchError(
             f"checkpoint {folder} was trained on the latents of another codec than the one {config.codec} holds now "
-            "(its weights or config changed since); point the checkpoint's codec back at the codec it was trained with, "
-            "or train the model again"
+            "(its weights or architecture changed since); put the codec it was trained with back at that path (or edit "
+            "config.codec in the checkpoint's config.json to where it now lies), or train the model again"
         )
     load_state(model.net, folder / "ema.safetensors")
     return model.to(device).eval(), meta

@@ -82,7 +82,9 @@ def cached_latents(
         except (SafetensorError, OSError, KeyError):  # a damaged cache file is re-encoded, never trusted
             path.unlink(missing_ok=True)
     images, _ = data.tensors(split, image_size, fit)
-    latents = codec.encode_images(images, torch.Generator(device=codec._device).manual_seed(seed)).cpu()
+    latents = codec.encode_images(
+        images, torch.Generator().manual_seed(seed)
+    )  # CPU draws: the same on any device.cpu()
     with atomic_path(path) as tmp:
         save_file({"latents": latents.contiguous()}, tmp, metadata={"key": key, "codec": codec.name})
     return latents

@@ -347,7 +347,7 @@ def build_model(
             raise ValueError(
                 f"{config.image_size} px images become {side} x {side} latents, which the {config.preset!r} UNet "
                 f"cannot halve {halvings} times; pick an image size that is a multiple of "
-                f"{codec.downsampling * 2**halvings} (the course codec: 32)"
+                f"{codec.downsampling * 2**halvings}"
             )
     velocity = VelocityUNet(make_unet(config.preset, channels, sample_size=side))
     return SymmetricFlow(

@@ -144,9 +144,12 @@ class LatentCodec(nn.Module):
 
     @property
     def identity(self) -> str:
-        """A fingerprint of the weights and config (sha256), the codec's part of a latent-cache key."""
+        """A fingerprint of the weights and config (sha256), the codec's part of a latent-cache key; the same
+        wherever the folder lies and whichever diffusers version wrote it."""
         if self._identity is None:
-            digest = hashlib.sha256(repr(sorted(self.vae.config.items())).encode())
+            # the architecture and scaling only: not the bookkeeping keys (_name_or_path, _diffusers_version...)
+            settings = sorted((k, v) for k, v in self.vae.config.items() if not k.startswith("_"))
+            digest = hashlib.sha256(repr(settings).encode())
             for key, value in sorted(self.vae.state_dict().items()):
                 digest.update(key.encode())
                 digest.update(value.detach().cpu().float().numpy().tobytes())
