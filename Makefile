@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 PROFILE ?=
 PROFILE_ARG := $(if $(PROFILE),--profile $(PROFILE),)
 
-.PHONY: install demo course reproduce test lint test-unit test-notebooks lab bench clean
+.PHONY: install demo course reproduce test lint test-unit test-notebooks book book-test browser lab bench clean
 
 install: $(STAMP)
 
@@ -31,7 +31,7 @@ reproduce: $(STAMP)
 course: $(STAMP)
 	$(PY) -m medsymmflow course $(PROFILE_ARG)
 
-test: lint test-unit test-notebooks
+test: lint test-unit test-notebooks book-test
 
 # The pre-commit hooks on every tracked file (ruff lint + format, notebooks without outputs,
 # whitespace, large files, YAML); they call the tools in .venv, so this works offline.
@@ -45,8 +45,26 @@ test-unit: $(STAMP)
 test-notebooks: $(STAMP)
 	MEDSYMMFLOW_PROFILE=fast $(PY) -m pytest --nbval-lax --nbval-current-env --durations=0 notebooks/
 
+# The course as a site: every chapter executed by `medsymmflow course` in the fast profile (reusing
+# the trained-once caches in runs/), then rendered by Sphinx + myst-nb without executing again.
+BOOK_SRC := runs/course/fast
+book: $(STAMP)
+	$(PY) -m medsymmflow course --profile fast --out runs/course
+	cp book/index.md $(BOOK_SRC)/index.md
+	$(PY) -m sphinx -b html -W --keep-going -q -c book -d build/book-doctrees $(BOOK_SRC) build/book
+	@echo "The book: build/book/index.html"
+
+# Headless Chromium (the Debian package, installed on first use) opens every chapter page.
+book-test: book browser
+	$(PY) scripts/check_book.py build/book --chapters notebooks --screenshots build/book-screens
+
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null || \
+	  $(SUDO) apt-get install -y -q chromium || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium; }
+
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs build .pytest_cache

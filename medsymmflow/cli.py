@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--recipe",
         choices=config.PROFILES,
         default="full",
-        help="full: the paper-scale recipe vs ResNet-18 (GPU); fast: the CPU recipe vs the small CNN",
+        help="full: the paper's recipe (100 epochs) vs ResNet-18 (GPU); fast: the CPU recipe vs the small CNN",
     )
     reproduce.add_argument(
         "--smoke", action="store_true", help="tiny model, a few steps: checks the pipeline in about a minute on a CPU"

@@ -39,7 +39,7 @@ class Profile:
     """A named run profile.
 
     Attributes:
-        name: ``"fast"`` (CPU minutes) or ``"full"`` (GPU, paper scale).
+        name: ``"fast"`` (CPU minutes) or ``"full"`` (GPU: the paper's models and recipe, 100 epochs by default).
     """
 
     name: str

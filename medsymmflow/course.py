@@ -21,7 +21,7 @@ from pathlib import Path
 from queue import Empty
 
 from medsymmflow.checkpoints import load_checkpoint, read_checkpoint_meta, settings_key
-from medsymmflow.config import get_device, runs_dir
+from medsymmflow.config import get_device, profile, runs_dir
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.models.baselines import CNNClassifier
 from medsymmflow.models.symmflow import SymmetricFlow
@@ -246,6 +246,7 @@ def run_notebook(notebook: Path, out_dir: Path, timeout: int = 3600, stall_secon
     finally:
         watch.done.set()
     seconds = time.perf_counter() - start
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell(execution_stamp(seconds, error)))
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / notebook.name
     html = executed.with_suffix(".html")
@@ -253,6 +254,20 @@ def run_notebook(notebook: Path, out_dir: Path, timeout: int = 3600, stall_secon
     body, _ = HTMLExporter().from_notebook_node(nb)
     html.write_text(body, encoding="utf-8")
     return NotebookRun(notebook, seconds, error, executed, html, watch.stalled_cell is not None, len(slices.late))
+
+
+def execution_stamp(seconds: float, error: str | None = None) -> str:
+    """The note that heads an executed copy: which run produced the outputs below it."""
+    from medsymmflow.provenance import provenance
+
+    origin = provenance()
+    commit = origin["commit"] + (" with uncommitted changes" if origin["uncommitted_changes"] else "")
+    outcome = f"**stopped with an error** ({error})" if error else "every cell ran"
+    return (
+        f"> Executed by `medsymmflow course` on {origin['date']}: profile **{profile().name}**, "
+        f"device {origin['device']}, commit {commit}, torch {origin['torch']}; {seconds:.0f} s, {outcome}. "
+        'Each chapter prints the data it used ("data: ...") where it loads it.'
+    )
 
 
 def _kernel_pid(client) -> int | None:

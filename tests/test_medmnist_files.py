@@ -39,6 +39,7 @@ def test_pneumonia_counts(real_data):
     data = real_data("pneumoniamnist")
     assert data.class_counts("train").tolist() == [1214, 3494]
     assert data.class_counts("test").tolist() == [234, 390]
+    assert data.source == "real PneumoniaMNIST at 28 px (the official MedMNIST file, md5-checked on load)"
 
 
 def test_padding_keeps_the_image_and_fills_black(real_data):
@@ -124,6 +125,7 @@ def test_offline_fallback_is_loud(tmp_path):
     with pytest.warns(UserWarning, match="SYNTHETIC twin of retinamnist"):
         data = load_dataset("retinamnist", root=tmp_path, download=False, allow_synthetic=True)
     assert data.synthetic and "SYNTHETIC" in data.title
+    assert data.source == "the synthetic twin of RetinaMNIST at 28 px (procedural stand-in, not real data)"
     assert data.images("train").shape == (1080, 28, 28, 3)
 
 

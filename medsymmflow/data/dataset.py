@@ -94,6 +94,13 @@ class MedMNISTData:
         return f"{self.name} (SYNTHETIC TWIN, not real data)" if self.synthetic else self.name
 
     @property
+    def source(self) -> str:
+        """One line saying which data this is, for the head of a notebook or report."""
+        if self.synthetic:
+            return f"the synthetic twin of {self.name} at {self.size} px (procedural stand-in, not real data)"
+        return f"real {self.name} at {self.size} px (the official MedMNIST file, md5-checked on load)"
+
+    @property
     def n_classes(self) -> int:
         return len(self.info["label"])
 
