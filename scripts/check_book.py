@@ -63,7 +63,9 @@ def browser() -> str:
     for name in BROWSERS:
         if found := shutil.which(name):
             return found
-    raise SystemExit(f"no headless browser found (looked for {', '.join(BROWSERS)}); `make book-test` installs chromium")
+    raise SystemExit(
+        f"no headless browser found (looked for {', '.join(BROWSERS)}); `make book-test` installs chromium"
+    )
 
 
 def rendered_dom(chrome: str, page: Path) -> str:
@@ -149,13 +151,21 @@ def check(site: Path, chapters: list[str], screenshots: Path | None, shoot: list
             problems.append("the run that produced it stopped with an error")
         problems += link_problems(page, dom, site.resolve(), ids_of)
         failures += [f"{name}: {p}" for p in problems]
-        print(f"{name:<48} {len(dom.images):3d} figures, {len(dom.links):3d} links, {'ok' if not problems else 'FAILED'}")
+        print(
+            f"{name:<48} {len(dom.images):3d} figures, {len(dom.links):3d} links, {'ok' if not problems else 'FAILED'}"
+        )
     if screenshots:
         screenshots.mkdir(parents=True, exist_ok=True)
         for name in shoot:
             out = screenshots / f"{name}.png"
             subprocess.run(
-                [chrome, *FLAGS, "--window-size=1280,2400", f"--screenshot={out}", (site / f"{name}.html").resolve().as_uri()],
+                [
+                    chrome,
+                    *FLAGS,
+                    "--window-size=1280,2400",
+                    f"--screenshot={out}",
+                    (site / f"{name}.html").resolve().as_uri(),
+                ],
                 capture_output=True,
                 timeout=120,
                 check=True,

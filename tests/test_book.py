@@ -86,7 +86,9 @@ def test_dom_counts_traceback_outputs():
     assert dom.tracebacks == 1 and dom.images == ["a.png"]
 
 
-@pytest.mark.skipif(not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")), reason="no browser")
+@pytest.mark.skipif(
+    not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")), reason="no browser"
+)
 def test_browser_check_passes_a_good_site_and_fails_a_broken_one(tmp_path, capsys):
     book = _check_book()
     _png(tmp_path / "figure.png")
@@ -104,7 +106,9 @@ def test_joint_path_shows_noise_to_image_and_mask_to_noise():
     mask = class_colours(2)[1][:, None, None].expand(3, 8, 8)
     noise_image, noise_mask = torch.randn(1, 8, 8), torch.randn(3, 8, 8)
     fig = viz.joint_path(image, mask, noise_image, noise_mask, times=(0.0, 1.0), sigma_min=0.0)
-    (noise_shown, image_shown), (mask_shown, _) = [[ax.get_images()[0].get_array() for ax in row] for row in np.reshape(fig.axes, (2, 2))]
+    (noise_shown, image_shown), (mask_shown, _) = [
+        [ax.get_images()[0].get_array() for ax in row] for row in np.reshape(fig.axes, (2, 2))
+    ]
     assert np.allclose(image_shown, viz.to_display(image[None])[0, :, :, 0])  # the image row ends at the image
     assert np.allclose(noise_shown, viz.to_display(noise_image[None])[0, :, :, 0])  # ... and starts at noise
     assert np.allclose(mask_shown, viz.to_display(mask[None])[0])  # the mask row starts at the mask
