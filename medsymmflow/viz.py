@@ -163,10 +163,11 @@ def joint_path(
         ax.set(xticks=[], yticks=[])
     axes[0, 0].set_ylabel("image $x_t$")
     axes[1, 0].set_ylabel("mask $y_t$")
-    arrows = {"generation: integrate t = 0 → 1": 0.06, "classification: integrate t = 1 → 0": 0.01}
-    for text, height in arrows.items():
-        forward = text.startswith("generation")
-        start, end = (0.12, 0.9) if forward else (0.9, 0.12)
+    arrows = [
+        ("generation: integrate t = 0 → 1", 0.06, 0.12, 0.9),
+        ("classification: integrate t = 1 → 0", 0.01, 0.9, 0.12),
+    ]
+    for text, height, start, end in arrows:
         fig.text(0.51, height + 0.012, text, ha="center", fontsize=9)
         fig.add_artist(
             plt.matplotlib.patches.FancyArrowPatch(
