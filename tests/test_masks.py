@@ -182,6 +182,29 @@ def test_onehot_masks_decode_the_posterior_mix_by_its_largest_weight():
     assert masks.masks_to_labels(rgb_mix, rgb, "mean_colour").item() == 2
 
 
+@pytest.mark.parametrize("n_classes", [2, 3, 5, 8, 11])
+def test_posterior_mix_distances_agree_with_decoding_the_mix_as_a_mask(n_classes):
+    posteriors = torch.distributions.Dirichlet(torch.ones(n_classes)).sample((200,))
+    for mode in masks.MODES:
+        centres = masks.class_colours(n_classes, mode)
+        d = masks.posterior_mix_distances(posteriors, centres)
+        assert d.shape == (200, n_classes)
+        mix_masks = (posteriors @ centres)[:, :, None, None].expand(-1, -1, 3, 3)
+        assert torch.equal(d.argmin(dim=1), masks.masks_to_labels(mix_masks, centres, "mean_colour"))
+        # one posterior at a time gives the same row
+        assert torch.allclose(masks.posterior_mix_distances(posteriors[7], centres), d[7])
+        if mode == "onehot" or n_classes == 2:  # the nearest centre is the most probable class
+            assert torch.equal(d.argmin(dim=1), posteriors.argmax(dim=1))
+
+
+def test_posterior_mix_misreads_a_split_posterior_over_the_paper_palette():
+    posterior = torch.tensor([0.0, 0.55, 0.0, 0.45, 0.0])
+    d = masks.posterior_mix_distances(posterior, masks.class_colours(5))
+    assert int(d.argmin()) == 2 and float(d.min()) < 0.1  # a near-certain answer for a class of probability 0
+    with pytest.raises(ValueError, match="over 5 classes, but 4 centres"):
+        masks.posterior_mix_distances(posterior, masks.class_colours(4))
+
+
 @pytest.mark.parametrize("n_classes", range(2, 12))
 def test_centre_separation_closed_forms(n_classes):
     assert masks.centre_separation(n_classes, "onehot") == pytest.approx(2 * np.sqrt(2))

@@ -228,6 +228,20 @@ def centre_distances(masks: torch.Tensor, centres: torch.Tensor) -> torch.Tensor
     return (masks[:, None] - centres.to(masks)[None]).norm(dim=2).mean(dim=(2, 3))
 
 
+def posterior_mix_distances(posteriors: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Distance of the posterior mix to every class centre, shape (N, K) (or (K,) for one posterior).
+
+    The best one-step mask is ``E[y | x] = sum_j p(j | x) c_j`` (chapter 2), and decoding picks the centre
+    nearest to it: ``d[n, k] = || sum_j p[n, j] c_j - c_k ||_2``, in the centres' own units (for gray not
+    divided by the level spacing: the nearest centre is the same). With K > 2 RGB and gray centres the
+    nearest can be a class of low probability; with one-hot centres it is always ``argmax_k p[n, k]``.
+    """
+    if posteriors.shape[-1] != len(centres):
+        raise ValueError(f"posteriors over {posteriors.shape[-1]} classes, but {len(centres)} centres")
+    mix = posteriors.to(centres) @ centres
+    return (mix[..., None, :] - centres).norm(dim=-1)
+
+
 def masks_to_labels(masks: torch.Tensor, colours: torch.Tensor, decoding: str = PAPER_DECODING) -> torch.Tensor:
     """Nearest class colour of each mask: ``argmin_k d[n, k]``, shape (N,)."""
     return mask_distances(masks, colours, decoding).argmin(dim=1)
