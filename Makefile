@@ -56,7 +56,7 @@ book: $(STAMP)
 
 # Headless Chromium (the Debian package, installed on first use) opens every chapter page.
 book-test: book browser
-	$(PY) scripts/check_book.py build/book --chapters notebooks --screenshots build/book-screens
+	$(PY) scripts/check_book.py build/book --chapters notebooks --readme README.md --screenshots build/book-screens
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 browser:

@@ -16,6 +16,7 @@ Every model trains afresh in ``--models`` (so its seconds are measured), unless 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 
@@ -59,9 +60,8 @@ def run(flag: str, seeds, models: Path, data_root, kinds=KINDS) -> dict:
             trained[name] = model
             spaces = ("pixel", "latent") if name == "latent" else (None,)
             for space in spaces:
-                if space is not None:
-                    model.mask_space = space
-                scores = evaluate_test(model, data, run_config.image_size, 1, seed)
+                with model.reading(mask_space=space) if space else contextlib.nullcontext():
+                    scores = evaluate_test(model, data, run_config.image_size, 1, seed)
                 label = "latent, no decode" if space == "latent" else name
                 rows.append(
                     {
@@ -75,8 +75,6 @@ def run(flag: str, seeds, models: Path, data_root, kinds=KINDS) -> dict:
                     }
                 )
                 print(f"seed {seed} {label}: ACC {scores['acc']:.3f} AUC {scores['auc']:.3f}", flush=True)
-            if name == "latent":
-                model.mask_space = "pixel"
         cnn = trained.get("cnn-small") or train_or_load(configs["cnn-small"], data, progress=False, root=models)[0]
         reconstructed = codec.reconstruct(test_x, torch.Generator().manual_seed(seed))
         quality = reconstruction_quality(test_x[..., 2:30, 2:30], reconstructed[..., 2:30, 2:30])

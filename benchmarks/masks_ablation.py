@@ -91,16 +91,13 @@ def run(
                 model, record = study.train_candidate(flag, data, MODE_CANDIDATES[mode], seed, models)
                 runs[f"{flag} {mode} seed {seed}"] = record
                 size = record["config"]["image_size"]
-                try:
-                    for decoding in DECODINGS:
-                        model.decoding = decoding
+                for decoding in DECODINGS:
+                    with model.reading(decoding=decoding):
                         scores = evaluate_test(model, data, size, 1, seed)
-                        rows.append(
-                            {"dataset": flag, "model": mode, "decoding": decoding, "draws": 1, "seed": seed, **scores}
-                        )
-                        print(f"{flag} {mode} {decoding} seed {seed}: ACC {scores['acc']:.3f} AUC {scores['auc']:.3f}")
-                finally:
-                    model.decoding = MODE_DECODINGS[mode]
+                    rows.append(
+                        {"dataset": flag, "model": mode, "decoding": decoding, "draws": 1, "seed": seed, **scores}
+                    )
+                    print(f"{flag} {mode} {decoding} seed {seed}: ACC {scores['acc']:.3f} AUC {scores['auc']:.3f}")
                 if not generation:
                     continue
                 full = sweep and mode == "rgb"

@@ -51,6 +51,9 @@ CANDIDATES = {
     "onehot+t1-25": {"mask_mode": "onehot", "classify_share": 0.25},
     "gray+t1-25": {"mask_mode": "gray", "classify_share": 0.25},
     "steps-x2": {"steps": 600, "checkpoint_every": 150, "classify_share": 0.0},  # paper's t, 600 steps
+    # the mask dequantization width beta (0-255 units; the paper's 4) and the image weight w (the paper's 0.7)
+    "t1-25-beta0": {"classify_share": 0.25, "beta": 0.0},  # exact class colours, no dequantization noise
+    "t1-25-w05": {"classify_share": 0.25, "image_weight": 0.5},  # more of the loss on the mask
     "cnn-small": {"preset": "cnn-small"},  # course_config trains a baseline with no share of t
     "cnn-small-x2": {"preset": "cnn-small", "steps": 600, "checkpoint_every": 150},  # beside t1-25-x2
 }

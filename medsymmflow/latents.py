@@ -1,12 +1,13 @@
 """The latent cache: each split encoded once per codec, stored as safetensors, reused by training and evaluation.
 
-A latent model sees latents, not pixels. :func:`split_inputs` gives any model the inputs of a split:
-the images themselves for a pixel-space model, and for a latent one (a :class:`SymmetricFlow`
-with a ``codec``) the scaled latents ``(e - shift) * scaling``, ``e ~ q(z | x)`` drawn once with a
-fixed seed. They are read from ``runs/latents/`` when a file with the same key is there, else
-encoded and written (atomically). The key is a sha256 of everything the latents depend on: the
-codec's fingerprint (weights and config), the md5 of the split's image bytes, the image size, the
-fit, the split and the seed - so a retrained codec or different data never reuses stale latents.
+A latent model sees latents, not pixels. :func:`split_inputs` gives a model (a :class:`SymmetricFlow`
+or a CNN baseline) the inputs of a split: the images themselves for a pixel-space model, and for a
+latent one (a :class:`SymmetricFlow` with a ``codec``) the scaled latents ``(e - shift) * scaling``,
+``e ~ q(z | x)`` drawn once with a fixed seed. They are read from ``runs/latents/`` when a file
+with the same key is there, else encoded and written (atomically). The key is a sha256 of
+everything the latents depend on: the codec's fingerprint (weights and config), the md5 of the
+split's image bytes, the image size, the fit, the split and the seed - so a retrained codec or
+different data never reuses stale latents.
 """
 
 from __future__ import annotations
@@ -133,8 +134,8 @@ def split_inputs(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """What ``model`` classifies for a split: ``(inputs, labels)``, pixels in [-1, 1] for a pixel-space
     model, cached latents (:func:`cached_latents`) for a model with a ``codec``; images reach
-    ``image_size`` by the model's ``fit`` (``"pad"`` for models without one)."""
-    codec, fit = getattr(model, "codec", None), getattr(model, "fit", "pad")
+    ``image_size`` by the model's ``fit``."""
+    codec, fit = getattr(model, "codec", None), model.fit
     if codec is None:
         return data.tensors(split, image_size, fit)
     labels = torch.as_tensor(data.labels(split))

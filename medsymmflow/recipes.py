@@ -334,7 +334,8 @@ def build_model(
     encodes its inputs and masks, and the UNet runs at the latent side.
     """
     if config.preset in BASELINES:
-        return CNNClassifier(BASELINES[config.preset](image_channels, n_classes), image_channels, n_classes)
+        net = BASELINES[config.preset](image_channels, n_classes)
+        return CNNClassifier(net, image_channels, n_classes, fit=config.fit)
     if config.codec and codec is None:
         codec = LatentCodec.from_pretrained(config.codec)
     codec = codec if config.codec else None

@@ -25,6 +25,7 @@ Before training, :func:`probe_seconds_per_step` times 100 steps of each model, a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -172,13 +173,12 @@ def run_one(
             "history": meta["history"],
         }
         for decoding in DECODINGS if isinstance(model, SymmetricFlow) else (None,):
-            if decoding is not None:
-                model.decoding = decoding
             for draws in sorted({1, min(settings.draws, SMOKE_DRAWS) if settings.smoke else settings.draws}):
                 start = time.perf_counter()
-                scores = evaluate_test(
-                    model, data, train_config.image_size, draws, seed, SMOKE_TEST_IMAGES if settings.smoke else None
-                )
+                with model.reading(decoding=decoding) if decoding else contextlib.nullcontext():
+                    scores = evaluate_test(
+                        model, data, train_config.image_size, draws, seed, SMOKE_TEST_IMAGES if settings.smoke else None
+                    )
                 phases[f"test {name} {decoding or ''} {draws} draw(s)".replace("  ", " ")] = time.perf_counter() - start
                 rows.append(
                     {

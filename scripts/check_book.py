@@ -11,6 +11,9 @@ it (the theme's scripts run) and dumps the DOM; the check then asks of that DOM:
 - internal links: every relative ``href`` names a file that exists, and its ``#fragment`` an
   ``id`` in that page.
 
+``--readme`` also checks the README's chapter table: every chapter has a link to its rendered page
+(``build/book/NN_*.html``, relative to the README), and every such link names a page that was built.
+
 ``--screenshots`` saves full-width screenshots of the pages named by ``--shoot`` (two by default).
 Exits 1 with one line per problem, 0 with a line per page when all is well.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import io
+import re
 import shutil
 import subprocess
 import sys
@@ -124,7 +128,21 @@ def link_problems(page: Path, dom: PageDOM, site: Path, ids_of) -> list[str]:
     return problems
 
 
-def check(site: Path, chapters: list[str], screenshots: Path | None, shoot: list[str]) -> int:
+def readme_problems(readme: Path, site: Path, chapters: list[str]) -> list[str]:
+    """Links of the README (Markdown ``[text](target)``) into the built site: one per chapter, none broken."""
+    site = site.resolve()
+    targets = [urldefrag(t)[0] for t in re.findall(r"\]\(([^)\s]+)\)", readme.read_text(encoding="utf-8"))]
+    pages = [(readme.parent / t).resolve() for t in targets if not t.startswith(("http://", "https://", "#"))]
+    pages = [p for p in pages if site in p.parents]
+    problems = [f"README links to {p.relative_to(site)}, which was not built" for p in pages if not p.is_file()]
+    linked = {p.stem for p in pages}
+    problems += [f"README has no link to the rendered page of {name}" for name in chapters if name not in linked]
+    return problems
+
+
+def check(
+    site: Path, chapters: list[str], screenshots: Path | None, shoot: list[str], readme: Path | None = None
+) -> int:
     chrome = browser()
     static_ids: dict[Path, set[str]] = {}
 
@@ -154,6 +172,8 @@ def check(site: Path, chapters: list[str], screenshots: Path | None, shoot: list
         print(
             f"{name:<48} {len(dom.images):3d} figures, {len(dom.links):3d} links, {'ok' if not problems else 'FAILED'}"
         )
+    if readme:
+        failures += readme_problems(readme, site, chapters)
     if screenshots:
         screenshots.mkdir(parents=True, exist_ok=True)
         for name in shoot:
@@ -181,13 +201,14 @@ def main() -> int:
     parser.add_argument("site", type=Path, help="the built book (sphinx html output)")
     parser.add_argument("--chapters", type=Path, default=Path("notebooks"), help="folder of the NN_*.ipynb chapters")
     parser.add_argument("--screenshots", type=Path, help="folder for screenshots")
+    parser.add_argument("--readme", type=Path, help="a README whose chapter table links to the built pages")
     parser.add_argument("--shoot", nargs="+", help="chapters to screenshot (default: the second and the fifth)")
     args = parser.parse_args()
     chapters = sorted(p.stem for p in args.chapters.glob("[0-9][0-9]_*.ipynb"))
     if not chapters:
         raise SystemExit(f"no NN_*.ipynb chapters in {args.chapters}")
     shoot = args.shoot or [chapters[min(1, len(chapters) - 1)], chapters[min(4, len(chapters) - 1)]]
-    return check(args.site, chapters, args.screenshots, shoot)
+    return check(args.site, chapters, args.screenshots, shoot, args.readme)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ import torch
 from medsymmflow.checkpoints import load_checkpoint
 from medsymmflow.data import synthetic_twin
 from medsymmflow.evaluate import evaluate_split
+from medsymmflow.latents import split_inputs
 from medsymmflow.metrics import distance_scores
 from medsymmflow.models.baselines import BASELINES, CNNClassifier
-from medsymmflow.recipes import TrainConfig
+from medsymmflow.recipes import TrainConfig, build_model
 from medsymmflow.train import Trainer
 from medsymmflow.uncertainty import predicted_class_distance
 
@@ -16,6 +17,15 @@ def test_baselines_take_28_and_32_px(name):
     net = BASELINES[name](3, 5)
     for size in (28, 32):
         assert net(torch.zeros(2, 3, size, size)).shape == (2, 5)
+
+
+def test_a_baseline_fits_its_images_as_its_config_says():
+    data = synthetic_twin("pneumoniamnist", max_per_split=8)
+    config = TrainConfig(dataset="pneumoniamnist", preset="cnn-small", image_size=16, fit="resize")
+    model = build_model(config, data.n_classes, data.n_channels)
+    images, _ = split_inputs(model, data, "val", config.image_size)
+    torch.testing.assert_close(images, data.tensors("val", 16, "resize")[0])
+    assert model.classify(images).distances.shape == (len(images), 2)
 
 
 def test_distances_are_negative_log_probabilities():

@@ -81,6 +81,20 @@ def test_check_finds_broken_links_and_missing_anchors(tmp_path):
     ]
 
 
+def test_readme_must_link_every_chapter_to_a_built_page(tmp_path):
+    book = _check_book()
+    site = tmp_path / "build" / "book"
+    site.mkdir(parents=True)
+    _page(site / "01_a.html", "<img src='x.png'>")
+    readme = tmp_path / "README.md"
+    readme.write_text("| [Chapter 1](build/book/01_a.html) | [2](build/book/02_b.html#top) | [paper](https://x.org) |")
+    assert book.readme_problems(readme, site, ["01_a"]) == ["README links to 02_b.html, which was not built"]
+    assert book.readme_problems(readme, site, ["01_a", "03_c"]) == [
+        "README links to 02_b.html, which was not built",
+        "README has no link to the rendered page of 03_c",
+    ]
+
+
 def test_dom_counts_traceback_outputs():
     dom = _check_book().parse('<div class="output traceback highlight-ipythontb">Error</div><img src="a.png">')
     assert dom.tracebacks == 1 and dom.images == ["a.png"]

@@ -67,6 +67,8 @@ def test_sd_architecture_folder_loads_with_its_config_scaling(sd_like_folder):
     latents = codec.encode_images(images, torch.Generator().manual_seed(0))
     assert latents.shape == (3, 4, 8, 8)
     assert codec.decode(latents).shape == (3, 3, 64, 64)
+    # gray data: one channel, the mean of the three decoded
+    torch.testing.assert_close(codec.decode_images(latents, 1), codec.decode(latents).mean(dim=1, keepdim=True))
     # masks: the posterior's mode, scaled by the config's factor; gray repeated to 3 channels
     mode = codec.vae.encode(images.expand(-1, 3, -1, -1)).latent_dist.mode()
     torch.testing.assert_close(codec.encode_masks(images), mode * 0.18215)
@@ -194,8 +196,9 @@ def test_latent_model_classifies_and_generates_with_the_shapes_it_says(trained_c
     assert torch.isfinite(model.loss(inputs[:8], labels[:8]).total)
     decoded = model.classify(inputs[:5], n_samples=2)
     assert decoded.distances.shape == (5, 2) and decoded.masks.shape == (5, 3, 32, 32)
-    model.mask_space = "latent"
-    direct = model.classify(inputs[:5])
+    with model.reading(mask_space="latent"):
+        direct = model.classify(inputs[:5])
+    assert model.mask_space == "pixel"
     assert direct.distances.shape == (5, 2) and direct.masks.shape == (5, 4, 8, 8)
     generated = model.generate(torch.tensor([0, 1, 1]), 32, steps=2, return_trajectory=True)
     assert generated.images.shape == (3, 1, 32, 32) and generated.trajectory.shape == (3, 3, 8, 8, 8)

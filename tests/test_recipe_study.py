@@ -30,3 +30,12 @@ def test_study_datasets_by_name(study):
     twin = study.load_study_dataset("synthetic-organamnist", data_root=None)
     assert twin.synthetic and twin.n_classes == 11
     assert {len(twin.labels(s)) for s in ("train", "val", "test")} == {1500}
+
+
+def test_every_candidate_is_a_valid_fast_recipe_that_sets_what_it_names(study):
+    from medsymmflow.config import Profile
+    from medsymmflow.recipes import course_config
+
+    for name, fields in study.CANDIDATES.items():
+        run = course_config("pneumoniamnist", Profile("fast"), **fields)  # a misspelt field raises here
+        assert all(getattr(run, field) == value for field, value in fields.items()), name

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from medsymmflow.data.masks import class_colours, labels_to_masks
+from medsymmflow.data.masks import class_colours, labels_to_masks, mask_distances
 from medsymmflow.flow.paths import sample_time
 from medsymmflow.models import SymmetricFlow, VelocityUNet, make_unet
 
@@ -89,6 +89,24 @@ def test_one_step_classification_with_a_perfect_field_recovers_the_labels(n_clas
     assert torch.allclose(result.masks, labels_to_masks(labels, n_classes, 8, mode), atol=1e-5)
     assert result.distances.gather(1, labels[:, None]).max() < 1e-5
     assert result.sample_distances.shape == (3, len(labels), n_classes)
+
+
+def test_reading_classifies_with_another_decoding_and_restores_the_models_own():
+    model = SymmetricFlow(PerfectClassifier(3), 1, 3)
+    images = torch.tensor([0.0, 0.1, 0.2]).reshape(-1, 1, 1, 1).expand(-1, 1, 8, 8).clone()
+    with model.reading(decoding="pixel_vote"):
+        assert model.decoding == "pixel_vote"
+        voted = model.classify(images, generator=torch.Generator().manual_seed(0))
+    assert model.decoding == "pixel_distance"
+    own = model.classify(images, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(voted.distances, mask_distances(voted.masks, model.colours, "pixel_vote"))
+    assert not torch.allclose(voted.distances, own.distances)  # the votes are 0 / 1, the distances are not
+    with pytest.raises(RuntimeError), model.reading(decoding="pixel_vote", mask_space="latent"):
+        raise RuntimeError("an evaluation that fails half-way")
+    assert (model.decoding, model.mask_space) == ("pixel_distance", "pixel")
+    with pytest.raises(ValueError, match="Unknown decoding 'median'"), model.reading(decoding="median"):
+        pass
+    assert model.decoding == "pixel_distance"
 
 
 def test_generate_and_classify_shapes_with_a_unet():

@@ -58,7 +58,7 @@ PAPER_PALETTE_INDEX = "truncate"  # the official code's linspace(0, 63, K).long(
 MODE_DECODINGS = {"rgb": "pixel_distance", "gray": "mean_colour", "onehot": "mean_colour"}
 PAPER_DECODING = MODE_DECODINGS["rgb"]
 MAX_CLASSES = {"rgb": len(LEVELS) ** 3, "gray": 256, "onehot": 64}
-DEFAULT_BETA = 4.0
+DEFAULT_BETA = 4.0  # the paper's; 0 measured no better (benchmarks/results/recipe_study_beta_w_cpu_2026-12-03/)
 GRAY_BETA = 15.0  # the official gray masks' beta_g: levels span +-beta_g / 2
 
 

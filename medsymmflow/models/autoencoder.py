@@ -201,10 +201,17 @@ class LatentCodec(nn.Module):
         return torch.cat(parts).to(latents.device)
 
     @torch.no_grad()
+    def decode_images(self, latents: torch.Tensor, channels: int) -> torch.Tensor:
+        """:meth:`decode` with ``channels`` channels: 3 as decoded, 1 (gray data) their mean."""
+        if channels not in (1, 3):
+            raise ValueError(f"images have 1 (gray) or 3 (RGB) channels, not {channels}")
+        decoded = self.decode(latents)
+        return decoded.mean(dim=1, keepdim=True) if channels == 1 else decoded
+
+    @torch.no_grad()
     def reconstruct(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``D(E(x))`` with the images' own channels (gray: the mean of the decoded channels)."""
-        decoded = self.decode(self.encode_images(images, generator))
-        return decoded.mean(dim=1, keepdim=True) if images.shape[1] == 1 else decoded
+        """``D(E(x))`` with the images' own channels (:meth:`decode_images`)."""
+        return self.decode_images(self.encode_images(images, generator), images.shape[1])
 
     def _encode(self, images: torch.Tensor, generator, batch_size: int, sample: bool) -> torch.Tensor:
         if images.ndim != 4 or images.shape[1] not in (1, 3):
@@ -214,7 +221,7 @@ class LatentCodec(nn.Module):
         parts = []
         for start in range(0, len(images), batch_size):
             batch = images[start : start + batch_size].to(device)
-            batch = batch.expand(-1, 3, -1, -1) if batch.shape[1] == 1 else batch
+            batch = as_rgb(batch)
             posterior = self.vae.encode(batch).latent_dist
             if sample:
                 noise = torch.randn(
@@ -229,6 +236,11 @@ class LatentCodec(nn.Module):
     @property
     def _device(self) -> torch.device:
         return next(self.vae.parameters()).device
+
+
+def as_rgb(images: torch.Tensor) -> torch.Tensor:
+    """Gray images (N, 1, H, W) repeated to 3 channels, as the codec's encoder takes them; RGB ones as they are."""
+    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
 
 
 def _looks_like_folder(name: str) -> bool:
@@ -292,7 +304,7 @@ def train_course_codec(
     """
     if images.ndim != 4 or images.shape[1] not in (1, 3):
         raise ValueError(f"expected images (N, 1 or 3, H, W) in [-1, 1], got shape {tuple(images.shape)}")
-    images = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
+    images = as_rgb(images)
     vae = course_vae(seed, sample_size=images.shape[-1]).to(device).train()
     optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))

@@ -79,13 +79,16 @@ class CNNClassifier(nn.Module):
         net: maps images (N, C, H, W) to logits (N, K).
         image_channels: C.
         n_classes: K.
+        fit: how the data's images reach the input side, ``"pad"`` or ``"resize"``
+            (see :func:`~medsymmflow.data.fit_size`), as for :class:`~medsymmflow.models.SymmetricFlow`.
     """
 
-    def __init__(self, net: nn.Module, image_channels: int, n_classes: int):
+    def __init__(self, net: nn.Module, image_channels: int, n_classes: int, fit: str = "pad"):
         super().__init__()
         self.net = net
         self.image_channels = image_channels
         self.n_classes = n_classes
+        self.fit = fit
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images)

@@ -24,6 +24,7 @@ compares it with the class-colour latents without decoding - and generation deco
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +45,7 @@ from medsymmflow.data.masks import (
 from medsymmflow.flow.paths import SIGMA_MIN, ot_path, sample_time
 from medsymmflow.flow.solvers import integrate
 
-DEFAULT_IMAGE_WEIGHT = 0.7  # w of the loss in the paper's runs
+DEFAULT_IMAGE_WEIGHT = 0.7  # w of the loss in the paper's runs; 0.5 measured worse (recipe_study_beta_w_cpu_2026-12-03)
 MASK_SPACES = ("pixel", "latent")  # where a latent model compares its predicted mask with the class colours
 MASK_BANK = 16  # dequantized masks encoded per class: a latent model's training masks are drawn from them
 
@@ -101,8 +102,8 @@ class SymmetricFlow(nn.Module):
             paper's width when ``beta > 0``.
         palette_index: ``"truncate"`` (the official code's) or ``"round"`` palette entries.
         decoding: how :meth:`classify` turns a predicted mask into class distances, one of
-            :data:`~medsymmflow.data.masks.DECODINGS`; an attribute, so one set of weights can
-            be evaluated with each.
+            :data:`~medsymmflow.data.masks.DECODINGS`; one set of weights can be evaluated with
+            each (:meth:`reading` switches it for a ``with`` block).
         gray_beta: scale of gray masks (see :func:`~medsymmflow.data.masks.class_colours`).
         classify_share: share of each training batch drawn at ``t = 1``, the time one-step
             classification starts from, instead of ``t ~ U(0, 1)`` (0 in the paper).
@@ -112,7 +113,7 @@ class SymmetricFlow(nn.Module):
         fit: how images reach that side, ``"pad"`` or ``"resize"`` (see :func:`~medsymmflow.data.fit_size`).
         mask_space: with a codec, ``"pixel"`` decodes the predicted mask latent before the colour
             distances (the paper's); ``"latent"`` measures :func:`~medsymmflow.data.masks.centre_distances`
-            to the class-colour latents, skipping the decoder. An attribute, like ``decoding``.
+            to the class-colour latents, skipping the decoder. Switched, like ``decoding``, by :meth:`reading`.
     """
 
     def __init__(
@@ -138,10 +139,7 @@ class SymmetricFlow(nn.Module):
             raise ValueError(f"image_weight must lie in [0, 1], got {image_weight}")
         if not 0.0 <= classify_share <= 1.0:
             raise ValueError(f"classify_share must lie in [0, 1], got {classify_share}")
-        if decoding not in DECODINGS:
-            raise ValueError(f"Unknown decoding {decoding!r}: expected one of {DECODINGS}.")
-        if mask_space not in MASK_SPACES:
-            raise ValueError(f"Unknown mask_space {mask_space!r}: expected one of {MASK_SPACES}.")
+        _check_reading(decoding, mask_space)
         self.net = velocity
         self.pixel_channels = image_channels
         self.image_channels = image_channels
@@ -186,6 +184,23 @@ class SymmetricFlow(nn.Module):
             codec.encode_masks(bank).reshape(self.n_classes, MASK_BANK, *self.mask_centres.shape[1:]),
             persistent=False,
         )
+
+    @contextmanager
+    def reading(self, decoding: str | None = None, mask_space: str | None = None):
+        """Classify with another ``decoding`` and/or ``mask_space`` inside a ``with`` block.
+
+        The same weights read each way (``with model.reading(decoding="mean_colour"): ...``); the
+        model's own reading comes back when the block ends, also when it raises.
+        """
+        own = self.decoding, self.mask_space
+        decoding = own[0] if decoding is None else decoding
+        mask_space = own[1] if mask_space is None else mask_space
+        _check_reading(decoding, mask_space)
+        self.decoding, self.mask_space = decoding, mask_space
+        try:
+            yield self
+        finally:
+            self.decoding, self.mask_space = own
 
     def forward(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The joint velocity ``v([x_t, y_t], t)``."""
@@ -268,8 +283,9 @@ class SymmetricFlow(nn.Module):
     ) -> Generation:
         """Images of the given classes at ``size`` px: integrate ``t: 0 -> 1`` from ``[xi_x, mask(label)]``.
 
-        A latent model integrates at its latent side and decodes the image latents (gray data:
-        the mean of the decoded channels); ``trajectory`` then holds latents.
+        A latent model integrates at its latent side and decodes the image latents (gray data: the
+        mean of the decoded channels, :meth:`~medsymmflow.models.autoencoder.LatentCodec.decode_images`);
+        ``trajectory`` then holds latents.
         """
         state_size = size if self.codec is None else self.codec.latent_size(size)
         masks = self.masks(labels, state_size)
@@ -277,8 +293,7 @@ class SymmetricFlow(nn.Module):
         solution = integrate(self, torch.cat([noise, masks], dim=1), 0.0, 1.0, steps, solver, return_trajectory)
         images = solution.z[:, : self.image_channels]
         if self.codec is not None:
-            images = self.codec.decode(images)
-            images = images.mean(dim=1, keepdim=True) if self.pixel_channels == 1 else images
+            images = self.codec.decode_images(images, self.pixel_channels)
         return Generation(images, solution.trajectory)
 
     @torch.no_grad()
@@ -322,6 +337,13 @@ class SymmetricFlow(nn.Module):
             raise ValueError(
                 f"{what} must be (N, {self.image_channels}, H, W) for this model, got {tuple(images.shape)}"
             )
+
+
+def _check_reading(decoding: str, mask_space: str) -> None:
+    if decoding not in DECODINGS:
+        raise ValueError(f"Unknown decoding {decoding!r}: expected one of {DECODINGS}.")
+    if mask_space not in MASK_SPACES:
+        raise ValueError(f"Unknown mask_space {mask_space!r}: expected one of {MASK_SPACES}.")
 
 
 def _randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
