@@ -146,8 +146,7 @@ def measure_phase(size: int, phase: str, batch: int, encode_batch: int, min_seco
     if phase == "latent train":
         optimizer = torch.optim.AdamW(model.net.parameters(), lr=1e-4)
         return timed(train_step(model, latents, labels, optimizer), batch, device, min_seconds, repeats)
-    model.mask_space = "pixel" if phase == "latent classify" else "latent"
-    with torch.no_grad():
+    with torch.no_grad(), model.reading(mask_space="pixel" if phase == "latent classify" else "latent"):
         return timed(lambda: model.classify(latents), n, device, min_seconds, repeats)
 
 

@@ -16,7 +16,6 @@ Every model trains afresh in ``--models`` (so its seconds are measured), unless 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import torch
 from medsymmflow import config
 from medsymmflow.course import train_or_load
 from medsymmflow.data import load_dataset
-from medsymmflow.evaluate import evaluate_split
+from medsymmflow.evaluate import evaluate_split, reading
 from medsymmflow.latents import course_codec
 from medsymmflow.metrics import reconstruction_quality
 from medsymmflow.provenance import data_identity, provenance
@@ -60,7 +59,7 @@ def run(flag: str, seeds, models: Path, data_root, kinds=KINDS) -> dict:
             trained[name] = model
             spaces = ("pixel", "latent") if name == "latent" else (None,)
             for space in spaces:
-                with model.reading(mask_space=space) if space else contextlib.nullcontext():
+                with reading(model, mask_space=space):
                     scores = evaluate_test(model, data, run_config.image_size, 1, seed)
                 label = "latent, no decode" if space == "latent" else name
                 rows.append(

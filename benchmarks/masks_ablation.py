@@ -167,18 +167,22 @@ def markdown(results: dict) -> str:
         )
     lines += [
         "",
-        f"## Generation (25 Euler steps, about {results['generated_per_model']} images a model)",
+        "## Generation (25 Euler steps)",
         "",
         "Agreement: share the same-run CNN labels as the requested class. CAS: test accuracy of a CNN "
         "trained on the generated images only. FD: Fréchet distance in the same-run CNN's features "
-        "(not FID), beside its floor (two real samples of the same size).",
+        "(not FID), beside its floor (two real samples of the same size). Images: generated per model, "
+        f"about {results['generated_per_model']} spread evenly over the classes, fewer where the rarest class "
+        "has under twice its share of real training images.",
         "",
-        "| dataset | mask | seeds | agreement | CAS | FD | FD floor |",
-        "|---|---|---|---|---|---|---|",
+        "| dataset | mask | seeds | images | agreement | CAS | FD | FD floor |",
+        "|---|---|---|---|---|---|---|---|",
     ]
+    images = {(g["dataset"], g["mode"]): g["n_generated"] for g in results["generation"]}
     for e in results["generation_summary"]:
         lines.append(
-            f"| {e['dataset']} | {e['mode']} | {e['n_seeds']} | {plus_minus(e, 'agreement')} | {plus_minus(e, 'cas')} | "
+            f"| {e['dataset']} | {e['mode']} | {e['n_seeds']} | {images[e['dataset'], e['mode']]} | "
+            f"{plus_minus(e, 'agreement')} | {plus_minus(e, 'cas')} | "
             f"{plus_minus(e, 'frechet', 2)} | {plus_minus(e, 'frechet_floor', 2)} |"
         )
     if results["sweep_summary"]:
@@ -189,8 +193,10 @@ def markdown(results: dict) -> str:
                 f"| {e['dataset']} | {e['solver']} | {e['nfe']} | {plus_minus(e, 'agreement')} | {plus_minus(e, 'cas')} | "
                 f"{plus_minus(e, 'frechet', 2)} |"
             )
-        lines += ["", "Smallest Euler NFE whose CAS is within 1 point of 25-step Euler's (NFE, solver):", ""]
-        lines += [f"- {key}: {value}" for key, value in results["smallest_nfe_within_1_point"].items()]
+        lines += ["", "Smallest Euler NFE whose CAS is within 1 point of 25-step Euler's:", ""]
+        lines += [
+            f"- {key}: NFE {nfe} ({solver})" for key, (nfe, solver) in results["smallest_nfe_within_1_point"].items()
+        ]
     modes = " / ".join(next(iter(results["centre_separation"].values()), {}))
     lines += ["", f"| dataset | majority rule ACC | smallest centre distance ({modes}) |", "|---|---|---|"]
     for flag, rule in results["majority_rule"].items():

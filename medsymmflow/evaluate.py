@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 import torch
 
 from medsymmflow.errors import NonFiniteError
 from medsymmflow.metrics import classification_metrics, distance_scores
 from medsymmflow.models.baselines import CNNClassifier
 from medsymmflow.models.symmflow import Classification, SymmetricFlow
+
+
+def reading(model: SymmetricFlow | CNNClassifier, **choices: str | None) -> AbstractContextManager:
+    """``model.reading(**choices)`` for a flow (see :meth:`SymmetricFlow.reading`); a classifier
+    has one reading, so for it every choice must be ``None`` and nothing changes.
+
+    Raises:
+        ValueError: a choice was asked of a model that has none.
+    """
+    if isinstance(model, SymmetricFlow):
+        return model.reading(**choices)
+    asked = {name: value for name, value in choices.items() if value is not None}
+    if asked:
+        raise ValueError(f"a {type(model).__name__} has one reading; it cannot be read with {asked}")
+    return nullcontext(model)
 
 
 def evaluate_split(

@@ -25,7 +25,6 @@ Before training, :func:`probe_seconds_per_step` times 100 steps of each model, a
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -39,7 +38,7 @@ from medsymmflow.budget import PROBE_STEPS, Plan, plan_epochs, probe_seconds_per
 from medsymmflow.course import train_or_load
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.data.masks import DECODINGS
-from medsymmflow.evaluate import evaluate_split
+from medsymmflow.evaluate import evaluate_split, reading
 from medsymmflow.files import write_text_atomic
 from medsymmflow.latents import split_inputs
 from medsymmflow.models.symmflow import SymmetricFlow
@@ -175,7 +174,7 @@ def run_one(
         for decoding in DECODINGS if isinstance(model, SymmetricFlow) else (None,):
             for draws in sorted({1, min(settings.draws, SMOKE_DRAWS) if settings.smoke else settings.draws}):
                 start = time.perf_counter()
-                with model.reading(decoding=decoding) if decoding else contextlib.nullcontext():
+                with reading(model, decoding=decoding):
                     scores = evaluate_test(
                         model, data, train_config.image_size, draws, seed, SMOKE_TEST_IMAGES if settings.smoke else None
                     )

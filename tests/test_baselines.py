@@ -3,7 +3,7 @@ import torch
 
 from medsymmflow.checkpoints import load_checkpoint
 from medsymmflow.data import synthetic_twin
-from medsymmflow.evaluate import evaluate_split
+from medsymmflow.evaluate import evaluate_split, reading
 from medsymmflow.latents import split_inputs
 from medsymmflow.metrics import distance_scores
 from medsymmflow.models.baselines import BASELINES, CNNClassifier
@@ -42,6 +42,14 @@ def test_distances_are_negative_log_probabilities():
         distance_scores(result.distances, 2.0).float(), torch.softmax(model(x) / 2.0, dim=1), atol=1e-5
     )
     assert torch.allclose(predicted_class_distance(result.distances), -torch.log(p.max(1).values), atol=1e-5)
+
+
+def test_a_classifier_has_one_reading_and_refuses_a_decoding():
+    model = CNNClassifier(BASELINES["cnn-small"](1, 2), 1, 2)
+    with reading(model, decoding=None, mask_space=None) as same:
+        assert same is model
+    with pytest.raises(ValueError, match="has one reading; it cannot be read with {'decoding': 'pixel_vote'}"):
+        reading(model, decoding="pixel_vote")
 
 
 def test_mc_dropout_varies_between_passes_and_one_pass_is_deterministic():

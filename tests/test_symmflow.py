@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from medsymmflow.data.masks import class_colours, labels_to_masks, mask_distances
+from medsymmflow.evaluate import reading
 from medsymmflow.flow.paths import sample_time
 from medsymmflow.models import SymmetricFlow, VelocityUNet, make_unet
 
@@ -97,6 +98,9 @@ def test_reading_classifies_with_another_decoding_and_restores_the_models_own():
     with model.reading(decoding="pixel_vote"):
         assert model.decoding == "pixel_vote"
         voted = model.classify(images, generator=torch.Generator().manual_seed(0))
+    assert model.decoding == "pixel_distance"
+    with reading(model, decoding="mean_colour"):  # the evaluation helper hands a flow's choices on
+        assert model.decoding == "mean_colour"
     assert model.decoding == "pixel_distance"
     own = model.classify(images, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(voted.distances, mask_distances(voted.masks, model.colours, "pixel_vote"))
