@@ -155,12 +155,15 @@ def markdown(results: dict) -> str:
         "Models (fields set in the fast recipe): " + "; ".join(f"`{m}` {c}" for m, c in results["candidates"].items()),
         "",
         *summary_table(results["summary"], model_header="mask"),
-        "",
-        "## RGB minus gray (each with its own decoding), paired by seed",
-        "",
-        "| dataset | seeds | ΔACC | ΔAUC | Δbalanced ACC |",
-        "|---|---|---|---|---|",
     ]
+    if results["rgb_minus_gray"]:  # only when both masks ran
+        lines += [
+            "",
+            "## RGB minus gray (each with its own decoding), paired by seed",
+            "",
+            "| dataset | seeds | ΔACC | ΔAUC | Δbalanced ACC |",
+            "|---|---|---|---|---|",
+        ]
     for e in results["rgb_minus_gray"]:
         lines.append(
             f"| {e['dataset']} | {e['n_seeds']} | {plus_minus(e, 'acc')} | {plus_minus(e, 'auc')} | {plus_minus(e, 'balanced_accuracy')} |"
