@@ -43,7 +43,7 @@ from medsymmflow.config import get_device  # noqa: E402
 from medsymmflow.data import synthetic_twin  # noqa: E402
 from medsymmflow.files import write_text_atomic  # noqa: E402
 from medsymmflow.models.autoencoder import SD_VAE_ARCHITECTURE, LatentCodec  # noqa: E402
-from medsymmflow.provenance import provenance  # noqa: E402
+from medsymmflow.provenance import provenance, provenance_line  # noqa: E402
 from medsymmflow.recipes import TrainConfig, build_model  # noqa: E402
 
 FLAG = "pneumoniamnist"
@@ -181,7 +181,7 @@ def markdown(results: dict) -> str:
     lines = [
         "# Cost vs resolution: pixel-space vs latent-space MedSymmFlow",
         "",
-        f"Device: {p['device']}. Commit {p['commit']}, torch {p['torch']}, diffusers {p['diffusers']}. "
+        f"{provenance_line(p)} "
         f"Batch {results['batch']} (encode and decoded classification: {results['encode_batch']}); "
         f"total wall time {results['wall_seconds']:.0f} s. Milliseconds per image (median), and peak memory "
         "above the level before the phase (MiB).",

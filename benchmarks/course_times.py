@@ -24,7 +24,7 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
-from medsymmflow.provenance import provenance
+from medsymmflow.provenance import provenance, provenance_line
 from medsymmflow.reproduce_report import write_results
 
 # "12.34s call     notebooks/02_symmetric_transport.ipynb::Cell 5"
@@ -66,8 +66,7 @@ def markdown(results: dict) -> str:
     lines = [
         "# Chapter times, fast profile: cold (nbval, nothing cached) and cached (the course runner)",
         "",
-        f"Device: {origin['device']}. Commit {origin['commit']}, torch {origin['torch']}. "
-        f"Read from `{results['log']}`.",
+        f"{provenance_line(origin)} Read from `{results['log']}`.",
         "",
         "| chapter | cold (s) | cached (s) | within 5 min cold | runner |",
         "|---|---|---|---|---|",

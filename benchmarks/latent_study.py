@@ -27,7 +27,7 @@ from medsymmflow.data import load_dataset
 from medsymmflow.evaluate import evaluate_split, reading
 from medsymmflow.latents import course_codec
 from medsymmflow.metrics import reconstruction_quality
-from medsymmflow.provenance import data_identity, provenance
+from medsymmflow.provenance import data_identity, provenance, provenance_line
 from medsymmflow.recipes import course_config
 from medsymmflow.reproduce import evaluate_test, majority_rule
 from medsymmflow.reproduce_report import plus_minus, summarize, write_results
@@ -110,7 +110,7 @@ def markdown(results: dict) -> str:
     lines = [
         f"# Latent vs pixel MedSymmFlow on {results['dataset']['flag']}, fast recipe, test split",
         "",
-        f"Device: {p['device']}. Commit {p['commit']}, torch {p['torch']}. Seeds {results['seeds']}; total wall "
+        f"{provenance_line(p)} Seeds {results['seeds']}; total wall "
         f"time {results['wall_seconds']:.0f} s. Mean ± standard deviation over seeds; one noise draw. "
         f"Majority rule: ACC {results['majority_rule']['acc']:.3f}.",
         "",

@@ -34,7 +34,7 @@ import numpy as np
 
 from medsymmflow.data.masks import DECODINGS, MODE_DECODINGS, MODES, centre_separation
 from medsymmflow.generation import GENERATED, NFES, SWEEP_SOLVERS, nfe_sweep, per_class, smallest_nfe_within
-from medsymmflow.provenance import provenance
+from medsymmflow.provenance import provenance, provenance_line
 from medsymmflow.reproduce import evaluate_test, majority_rule
 from medsymmflow.reproduce_report import plus_minus, summarize, summary_table, write_results
 
@@ -149,7 +149,7 @@ def markdown(results: dict) -> str:
     lines = [
         "# Mask-encoding ablation: RGB vs gray vs one-hot, fast recipe, test split",
         "",
-        f"Device: {p['device']}. Commit {p['commit']}, torch {p['torch']}. Seeds {results['seeds']}; "
+        f"{provenance_line(p)} Seeds {results['seeds']}; "
         f"total wall time {results['wall_seconds']:.0f} s. Mean ± standard deviation over seeds; one noise draw.",
         "",
         "Models (fields set in the fast recipe): " + "; ".join(f"`{m}` {c}" for m, c in results["candidates"].items()),

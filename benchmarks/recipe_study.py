@@ -30,7 +30,7 @@ import numpy as np
 from medsymmflow import config
 from medsymmflow.course import train_or_load
 from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin
-from medsymmflow.provenance import provenance
+from medsymmflow.provenance import provenance, provenance_line
 from medsymmflow.recipes import course_config
 from medsymmflow.reproduce import evaluate_test, majority_rule
 from medsymmflow.reproduce_report import summarize, summary_table, write_results
@@ -54,6 +54,9 @@ CANDIDATES = {
     # the mask dequantization width beta (0-255 units; the paper's 4) and the image weight w (the paper's 0.7)
     "t1-25-beta0": {"classify_share": 0.25, "beta": 0.0},  # exact class colours, no dequantization noise
     "t1-25-w05": {"classify_share": 0.25, "image_weight": 0.5},  # more of the loss on the mask
+    # regularizers for a short run on a few thousand images: dropout in the UNet's residual blocks, AdamW decay
+    "t1-25-drop01": {"classify_share": 0.25, "dropout": 0.1},
+    "t1-25-wd01": {"classify_share": 0.25, "weight_decay": 0.01},
     "cnn-small": {"preset": "cnn-small"},  # course_config trains a baseline with no share of t
     "cnn-small-x2": {"preset": "cnn-small", "steps": 600, "checkpoint_every": 150},  # beside t1-25-x2
 }
@@ -153,7 +156,7 @@ def markdown(results: dict) -> str:
     lines = [
         "# Recipe study: fast-recipe candidates, test split",
         "",
-        f"Device: {p['device']}. Commit {p['commit']}, torch {p['torch']}. Seeds {results['seeds']}; "
+        f"{provenance_line(p)} Seeds {results['seeds']}; "
         f"total wall time {results['wall_seconds']:.0f} s. Mean ± standard deviation over seeds.",
         "",
         "Candidates (fields set in the fast recipe): "

@@ -38,6 +38,7 @@ LEGACY_DEFAULTS = {
     "restart_at": 0,
     "fit": "pad",  # before latent models: every run padded its images and had no codec
     "codec": "",
+    "dropout": 0.0,
 }
 
 

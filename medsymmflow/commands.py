@@ -90,6 +90,7 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     from medsymmflow.checkpoints import checkpoint_dir, load_checkpoint
+    from medsymmflow.evaluate import reading
     from medsymmflow.report import data_for_checkpoint, evaluate_to_files, summary_line
 
     _check_generation_flags(args)
@@ -98,26 +99,25 @@ def evaluate(args: argparse.Namespace) -> int:
     if (args.generation or args.decoding) and not hasattr(model, "generate"):
         what = "generate images" if args.generation else "take a mask --decoding"
         raise ValueError(f"{checkpoint} is a classifier ({meta['config']['preset']}): it cannot {what}")
-    if args.decoding:
-        model.decoding = args.decoding
     data = data_for_checkpoint(meta, args.data_root)
     classifier = _load_classifier(args.classifier, meta, data) if args.classifier else None
     out_dir = check_writable(args.out or checkpoint.parent / f"evaluation_{checkpoint.name}")
-    result = evaluate_to_files(
-        model, meta, data, args.split, out_dir, args.n_samples, args.steps, args.solver, args.seed
-    )
-    print(summary_line(result))
-    if args.generation:
-        from medsymmflow.generation import REFERENCE_NFE, REFERENCE_SOLVER, per_class
-        from medsymmflow.report import generation_table, generation_to_files
-
-        classifier = classifier or _train_classifier(meta, data)
-        n_per_class = args.per_class or per_class(data.n_classes)
-        nfes, solvers = args.nfes or [REFERENCE_NFE], args.solvers or [REFERENCE_SOLVER]
-        generated = generation_to_files(
-            model, meta, data, *classifier, out_dir, n_per_class, nfes, solvers, args.cas, args.seed
+    with reading(model, decoding=args.decoding):  # None keeps the checkpoint's own decoding
+        result = evaluate_to_files(
+            model, meta, data, args.split, out_dir, args.n_samples, args.steps, args.solver, args.seed
         )
-        print(generation_table(generated), end="")
+        print(summary_line(result))
+        if args.generation:
+            from medsymmflow.generation import REFERENCE_NFE, REFERENCE_SOLVER, per_class
+            from medsymmflow.report import generation_table, generation_to_files
+
+            classifier = classifier or _train_classifier(meta, data)
+            n_per_class = args.per_class or per_class(data.n_classes)
+            nfes, solvers = args.nfes or [REFERENCE_NFE], args.solvers or [REFERENCE_SOLVER]
+            generated = generation_to_files(
+                model, meta, data, *classifier, out_dir, n_per_class, nfes, solvers, args.cas, args.seed
+            )
+            print(generation_table(generated), end="")
     print(f"wrote {out_dir}")
     return 0
 

@@ -46,6 +46,20 @@ def provenance() -> dict:
     }
 
 
+def provenance_line(p: dict) -> str:
+    """The one-sentence header every results report opens with, from :func:`provenance`'s dict.
+
+    ``Device: cpu (x86_64, 2 threads). Commit c17a939 + uncommitted changes, medsymmflow 0.1.0,
+    torch 2.14.1, diffusers 0.42.1.`` The commit is flagged when the tree differed from it, so a
+    number is never credited to code it was not run on.
+    """
+    dirty = " + uncommitted changes" if p.get("uncommitted_changes") else ""
+    return (
+        f"Device: {p['device']}. Commit {p['commit']}{dirty}, medsymmflow {p['medsymmflow']}, "
+        f"torch {p['torch']}, diffusers {p['diffusers']}."
+    )
+
+
 def _git(*args: str) -> str:
     try:
         command = ["git", *args]

@@ -45,6 +45,7 @@ RANGES = (
     ("sigma_min", 0.0, 0.5),
     ("beta", 0.0, 127.5),
     ("weight_decay", 0.0, math.inf),
+    ("dropout", 0.0, 0.9),
     ("warmup_steps", 0, math.inf),
     ("ema_decay", 0.0, 0.999999),
     ("grad_clip", 0.0, math.inf),
@@ -102,6 +103,8 @@ class TrainConfig:
         batch_size: images per step, over all processes.
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
+        dropout: dropout rate in the UNet's residual blocks (``UNet2DModel(dropout=)``), active in
+            training only; a baseline keeps its own dropout before the classifier.
         warmup_steps: linear warm-up before the cosine decay.
         restart_at: 0, or the step from which a run extended past its first ``steps`` (``train
             --resume --extend``) follows a new cosine from the peak ``lr`` down to 0 at ``steps``.
@@ -136,6 +139,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.0
+    dropout: float = 0.0
     warmup_steps: int = 50
     restart_at: int = 0
     ema_decay: float = 0.999
@@ -173,6 +177,8 @@ class TrainConfig:
             problems.append(f"fit must be one of {FITS}, got {self.fit!r}")
         if self.codec and self.mask_mode != "rgb":
             problems.append(f"a latent model (codec {self.codec!r}) takes RGB masks, got mask_mode {self.mask_mode!r}")
+        if self.dropout and self.preset in BASELINES:
+            problems.append(f"dropout sets the flow's UNet; the baseline {self.preset!r} keeps its own")
         if self.codec and self.preset in BASELINES:
             problems.append(f"the baseline {self.preset!r} classifies pixels; train it without --codec")
         if self.image_size < self.size and self.fit == "pad":
@@ -312,7 +318,7 @@ def same_run_baseline(flow: TrainConfig, profile: Profile) -> TrainConfig:
 
 # Fields added after runs were cached, at the values that leave a run as it was: a run's
 # identity (its cache key) omits them there, so runs cached before them stay found.
-NEUTRAL = {"classify_share": 0.0, "restart_at": 0, "fit": "pad", "codec": ""}
+NEUTRAL = {"classify_share": 0.0, "restart_at": 0, "fit": "pad", "codec": "", "dropout": 0.0}
 
 
 def run_identity(config: TrainConfig) -> dict:
@@ -350,7 +356,7 @@ def build_model(
                 f"cannot halve {halvings} times; pick an image size that is a multiple of "
                 f"{codec.downsampling * 2**halvings}"
             )
-    velocity = VelocityUNet(make_unet(config.preset, channels, sample_size=side))
+    velocity = VelocityUNet(make_unet(config.preset, channels, sample_size=side, dropout=config.dropout))
     return SymmetricFlow(
         velocity,
         image_channels,

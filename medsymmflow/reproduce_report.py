@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from medsymmflow.files import write_text_atomic
+from medsymmflow.provenance import provenance_line
 
 SUMMARY_KEYS = ("dataset", "model", "decoding", "draws")
 SUMMARY_METRICS = ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc")
@@ -60,7 +61,7 @@ def markdown(results: dict) -> str:
             if results["smoke"]
             else ""
         ),
-        f"Device: {p['device']}. Commit {p['commit']}, medsymmflow {p['medsymmflow']}, torch {p['torch']}, diffusers {p['diffusers']}. "
+        f"{provenance_line(p)} "
         f"{_training(results)} (the paper: {results['paper_epochs']} epochs); seeds {results['seeds']}; "
         f"total wall time {results['wall_seconds']['total']:.0f} s.",
     ]

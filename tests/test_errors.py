@@ -121,6 +121,7 @@ CASES = [
     Case("image weight above 1", TRAIN + NEW + ["--image-weight", "1.5"], 2, "image_weight must lie in"),
     Case("negative sigma_min", TRAIN + NEW + ["--sigma-min", "-0.1"], 2, "sigma_min must lie in"),
     Case("negative weight decay", TRAIN + NEW + ["--weight-decay", "-1"], 2, "weight_decay must lie in"),
+    Case("dropout of 1", TRAIN + NEW + ["--dropout", "1"], 2, r"dropout must lie in [0.0, 0.9], got 1.0"),
     Case("zero learning rate", TRAIN + NEW + ["--lr", "0"], 2, "lr must be positive"),
     Case("zero gray beta", TRAIN + NEW + ["--gray-beta", "0"], 2, "gray_beta must be positive"),
     Case("unknown dataset", ["train", "--dataset", "pneumonia"] + NEW, 2, "Unknown MedMNIST flag 'pneumonia'"),

@@ -284,11 +284,12 @@ def test_runs_cached_before_the_new_fields_keep_their_key():
     from medsymmflow.recipes import run_identity
 
     config = _config()
-    new_fields = ("gray_beta", "classify_share", "restart_at", "fit", "codec")
+    new_fields = ("gray_beta", "classify_share", "restart_at", "fit", "codec", "dropout")
     before = {k: v for k, v in config.to_dict().items() if k not in new_fields}
     assert settings_key(run_identity(config)) == settings_key(before)
     assert settings_key(run_identity(_config(classify_share=0.25))) != settings_key(before)
     assert settings_key(run_identity(_config(codec="runs/models/codec", image_size=32))) != settings_key(before)
+    assert settings_key(run_identity(_config(dropout=0.1))) != settings_key(before)
     assert "gray_beta" in run_identity(_config(mask_mode="gray"))
     assert course.run_dir(_config(gray_beta=3.0)) == course.run_dir(config)  # gray_beta shapes gray masks only
 
@@ -302,3 +303,14 @@ def test_a_checkpoint_written_before_latent_models_loads_as_the_pixel_run_it_was
     meta_path.write_text(json.dumps(meta))
     model, loaded = load_checkpoint(tmp_path / "best", expected=config)  # the course's cache compares model fields
     assert (loaded["config"]["fit"], loaded["config"]["codec"], model.codec) == ("pad", "", None)
+
+
+def test_dropout_is_the_flows_and_a_baseline_refuses_it():
+    from medsymmflow.recipes import build_model
+
+    flow = build_model(_config(dropout=0.2), n_classes=5, image_channels=3)
+    assert {m.p for name, m in flow.net.named_modules() if ".resnets." in name and isinstance(m, torch.nn.Dropout)} == {
+        0.2
+    }
+    with pytest.raises(ValueError, match="dropout sets the flow's UNet; the baseline 'cnn-small' keeps its own"):
+        _config(preset="cnn-small", dropout=0.2)

@@ -25,3 +25,17 @@ def test_bad_presets():
         make_unet("huge", 1)
     with pytest.raises(ValueError, match="multiple of 8.*pad 28 px"):
         make_unet("paper-pixel", 1, sample_size=28)
+
+
+def test_dropout_reaches_every_residual_block_and_acts_in_training_only():
+    unet = make_unet("tiny", in_channels=4, sample_size=28, dropout=0.3)
+    rates = {name: m.p for name, m in unet.named_modules() if isinstance(m, torch.nn.Dropout)}
+    residual = {name: p for name, p in rates.items() if ".resnets." in name}
+    assert len(residual) == 11 and set(residual.values()) == {0.3}  # down 3 x 1, mid 2, up 3 x 2 resnets
+    assert set(rates.values()) - {0.3} <= {0.0}  # diffusers leaves the mid-block attention's own at 0
+    net, z, t = VelocityUNet(unet), torch.randn(2, 4, 28, 28), torch.tensor([0.2, 0.9])
+    net.eval()
+    assert torch.equal(net(z, t), net(z, t))  # off in eval mode: classification stays deterministic
+    net.train()
+    assert not torch.equal(net(z, t), net(z, t))
+    assert {m.p for m in make_unet("tiny", 4, sample_size=28).modules() if isinstance(m, torch.nn.Dropout)} == {0.0}

@@ -46,8 +46,10 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def make_unet(preset: str, in_channels: int, out_channels: int | None = None, sample_size: int = 32) -> UNet2DModel:
-    """A ``UNet2DModel`` from a named preset.
+def make_unet(
+    preset: str, in_channels: int, out_channels: int | None = None, sample_size: int = 32, dropout: float = 0.0
+) -> UNet2DModel:
+    """A ``UNet2DModel`` from a named preset; ``dropout`` in its residual blocks (0: none).
 
     Raises:
         ValueError: unknown preset, or an input size the preset cannot halve enough times.
@@ -65,6 +67,7 @@ def make_unet(preset: str, in_channels: int, out_channels: int | None = None, sa
         sample_size=sample_size,
         in_channels=in_channels,
         out_channels=out_channels or in_channels,
+        dropout=dropout,
         **settings,
     )
 
