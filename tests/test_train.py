@@ -306,8 +306,6 @@ def test_a_checkpoint_written_before_latent_models_loads_as_the_pixel_run_it_was
 
 
 def test_dropout_is_the_flows_and_a_baseline_refuses_it():
-    from medsymmflow.recipes import build_model
-
     flow = build_model(_config(dropout=0.2), n_classes=5, image_channels=3)
     assert {m.p for name, m in flow.net.named_modules() if ".resnets." in name and isinstance(m, torch.nn.Dropout)} == {
         0.2
