@@ -12,19 +12,30 @@
 - **cached**: ``make book`` then executes every chapter again with the course runner (``medsymmflow
   course``), loading the models the first pass trained; the runner prints each chapter's seconds.
 
+Chapter times follow the machine's speed, which differs between machines of one kind (the same
+chapters have taken 60 % longer on one 2-core VM than on another). So the script also times the
+machine: ``--probe-steps`` training steps of chapter 2's model (the fast recipe on PneumoniaMNIST,
+validation excluded), ``--probe-repeats`` times, right after reading the log. Run it on the machine
+that wrote the log, with nothing else running, and compare chapter times across logs only beside
+their seconds per step.
+
 Not a test: prints the table and writes ``results.md`` and ``results.json`` (provenance: commit,
-versions, device; the log's name and total) to ``--out``. Run it in the clone that wrote the log,
-so the commit it records is the one that was timed.
+versions, device; the log's name and total; the probe) to ``--out``. Run it in the clone that wrote
+the log, so the commit it records is the one that was timed.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import statistics
 from collections import defaultdict
 from pathlib import Path
 
+from medsymmflow import config
+from medsymmflow.data import load_dataset
 from medsymmflow.provenance import provenance, provenance_line
+from medsymmflow.recipes import course_config
 from medsymmflow.reproduce_report import write_results
 
 # "12.34s call     notebooks/02_symmetric_transport.ipynb::Cell 5"
@@ -61,6 +72,25 @@ def parse_log(text: str) -> dict:
     }
 
 
+def probe_speed(steps: int, repeats: int) -> dict:
+    """Seconds per training step of chapter 2's model on this machine: ``repeats`` runs of ``steps``
+    steps (seeds 0, 1, ...), each after five untimed ones, never reaching a validation."""
+    from bench_train_step import time_trainer  # a sibling script: on the path when this one is run
+
+    data = load_dataset("pneumoniamnist")
+    per_repeat = [
+        time_trainer(course_config("pneumoniamnist", config.profile("fast"), seed=seed), data, steps) / 1000
+        for seed in range(repeats)
+    ]
+    return {
+        "what": "s per training step, fast recipe on PneumoniaMNIST (tiny UNet, 28 px, batch 64)",
+        "steps": steps,
+        "s_per_step": [round(s, 3) for s in per_repeat],
+        "mean": round(statistics.mean(per_repeat), 3),
+        "sd": round(statistics.stdev(per_repeat), 3) if repeats > 1 else None,
+    }
+
+
 def markdown(results: dict) -> str:
     origin = results["provenance"]
     lines = [
@@ -78,6 +108,13 @@ def markdown(results: dict) -> str:
         lines.append(f"| {name} | {cold} | {cached} | {fits} | {row['cached_status'] or '—'} |")
     total = results["total_cold"], results["total_cached"]
     lines += ["", f"Sum: {total[0]:.0f} s cold, {total[1]:.0f} s cached.", ""]
+    if probe := results.get("probe"):
+        spread = f" ± {probe['sd']:.3f}" if probe["sd"] is not None else ""
+        lines += [
+            f"Machine speed, probed after the log: {probe['mean']:.3f}{spread} s per training step of chapter 2's "
+            f"model ({len(probe['s_per_step'])} runs of {probe['steps']} steps: {probe['s_per_step']}).",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -85,6 +122,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("log", type=Path, help="the whole output of `make test` (e.g. of `bash .ci/run`)")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--probe-steps", type=int, default=30, help="timed steps a probe run (0: no probe)")
+    parser.add_argument("--probe-repeats", type=int, default=3)
     args = parser.parse_args()
     chapters = parse_log(args.log.read_text(errors="replace"))
     results = {
@@ -95,6 +134,8 @@ def main() -> None:
         "total_cached": sum(r["cached"] or 0 for r in chapters.values()),
         "provenance": provenance(),
     }
+    if args.probe_steps > 0:
+        results["probe"] = probe_speed(args.probe_steps, args.probe_repeats)
     report = markdown(results)
     print(report)
     write_results(args.out, results, report)

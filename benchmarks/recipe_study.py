@@ -13,15 +13,17 @@ Every candidate is the course's ``fast`` recipe (:func:`medsymmflow.recipes.cour
 its steps sized by the training split the run really has: 300 for the stand-in) with a few
 fields changed; ``cnn-small`` is the same-run discriminative baseline (same
 trainer, steps and data). Each run is evaluated on the test split with one noise draw and
-with 8, with its configuration's own decoding, beside the majority rule. Not a test: it
-prints the table and writes ``results.md`` and ``results.json`` (provenance: commit,
-versions, device, seeds, wall time per run) to ``--out``. Trained models are cached in
+with 8, with its configuration's own decoding (or, a flow, with each of ``--decodings``: the same
+weights read each way), beside the majority rule. Not a test: it prints the table and writes
+``results.md`` and ``results.json`` (provenance: commit, versions, device, seeds, wall time per
+run) to ``--out``. Trained models are cached in
 ``--models`` (keyed by their full configuration), so a rerun only evaluates.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from pathlib import Path
 
@@ -30,6 +32,8 @@ import numpy as np
 from medsymmflow import config
 from medsymmflow.course import train_or_load
 from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin
+from medsymmflow.data.masks import DECODINGS
+from medsymmflow.evaluate import reading
 from medsymmflow.provenance import provenance, provenance_line
 from medsymmflow.recipes import course_config
 from medsymmflow.reproduce import evaluate_test, majority_rule
@@ -115,7 +119,7 @@ def train_candidate(flag: str, data: MedMNISTData, name: str, seed: int, models:
     return model, {"config": meta["config"], "best_step": meta["best_step"], "train_or_load_seconds": seconds}
 
 
-def run(datasets, candidates, seeds, models: Path, data_root) -> dict:
+def run(datasets, candidates, seeds, models: Path, data_root, decodings=None) -> dict:
     rows, runs, majority, start = [], {}, {}, time.perf_counter()
     origin = provenance()  # read before the run: the checkout may change while it trains
     for flag in datasets:
@@ -125,19 +129,18 @@ def run(datasets, candidates, seeds, models: Path, data_root) -> dict:
             for name in candidates:
                 model, record = train_candidate(flag, data, name, seed, models)
                 runs[f"{flag} {name} seed {seed}"] = record
-                for draws in DRAWS:
-                    scores = evaluate_test(model, data, record["config"]["image_size"], draws, seed)
+                readings = decodings if hasattr(model, "decoding") and decodings else [None]
+                for decoding, draws in itertools.product(readings, DRAWS):
+                    with reading(model, decoding=decoding):  # None: the configuration's own decoding
+                        scores = evaluate_test(model, data, record["config"]["image_size"], draws, seed)
+                        used = getattr(model, "decoding", None)
                     rows.append(
-                        {
-                            "dataset": flag,
-                            "model": name,
-                            "decoding": getattr(model, "decoding", None),
-                            "draws": draws,
-                            "seed": seed,
-                            **scores,
-                        }
+                        {"dataset": flag, "model": name, "decoding": used, "draws": draws, "seed": seed, **scores}
                     )
-                    print(f"{flag} {name} seed {seed} {draws} draw(s): ACC {scores['acc']:.3f} AUC {scores['auc']:.3f}")
+                    print(
+                        f"{flag} {name} {used or ''} seed {seed} {draws} draw(s): "
+                        f"ACC {scores['acc']:.3f} AUC {scores['auc']:.3f}"
+                    )
     return {
         "what": "fast-recipe candidates vs the same-run small CNN and the majority rule, test split",
         "candidates": {name: CANDIDATES[name] for name in candidates},
@@ -184,10 +187,16 @@ def main() -> None:
     parser.add_argument("--candidates", nargs="+", choices=tuple(CANDIDATES), default=["paper", "onehot", "cnn-small"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--models", default="runs/models", help="cache of trained runs (shared with the notebooks)")
+    parser.add_argument(
+        "--decodings",
+        nargs="+",
+        choices=DECODINGS,
+        help="read every flow model with each of these decodings (default: its configuration's own)",
+    )
     parser.add_argument("--data-root")
     parser.add_argument("--out", default="runs/recipe_study")
     args = parser.parse_args()
-    results = run(args.datasets, args.candidates, args.seeds, Path(args.models), args.data_root)
+    results = run(args.datasets, args.candidates, args.seeds, Path(args.models), args.data_root, args.decodings)
     write_results(Path(args.out), results, markdown(results))
     print(markdown(results))
 

@@ -32,3 +32,20 @@ def test_a_log_without_both_passes_is_refused_by_name():
         course_times.parse_log(LOG.split("Running")[1])
     with pytest.raises(ValueError, match="lacks the course runner's per-chapter lines"):
         course_times.parse_log(LOG.split("Running")[0])
+
+
+def test_the_report_states_the_machine_speed_beside_the_times():
+    course_times = load_benchmark("course_times")
+    chapters = course_times.parse_log(LOG)
+    results = {
+        "log": "ci.log",
+        "chapters": chapters,
+        "total_cold": 316.4,
+        "total_cached": 72.2,
+        "provenance": {"device": "cpu", "commit": "abc1234", "medsymmflow": "0", "torch": "2", "diffusers": "0"},
+    }
+    assert "Machine speed" not in course_times.markdown(results)
+    results["probe"] = {"steps": 30, "s_per_step": [0.7, 0.72, 0.74], "mean": 0.72, "sd": 0.02}
+    report = course_times.markdown(results)
+    assert "| 02_symmetric_transport | 301 | 54 | no | ok |" in report
+    assert "0.720 ± 0.020 s per training step" in report and "3 runs of 30 steps" in report

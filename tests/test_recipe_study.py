@@ -39,3 +39,31 @@ def test_every_candidate_is_a_valid_fast_recipe_that_sets_what_it_names(study):
     for name, fields in study.CANDIDATES.items():
         run = course_config("pneumoniamnist", Profile("fast"), **fields)  # a misspelt field raises here
         assert all(getattr(run, field) == value for field, value in fields.items()), name
+
+
+def test_decodings_read_each_flow_every_way_and_leave_a_classifier_its_one(study, monkeypatch, tmp_path):
+    from medsymmflow.config import Profile
+    from medsymmflow.data import synthetic_twin
+    from medsymmflow.recipes import build_model, course_config
+
+    data = synthetic_twin("pneumoniamnist", seed=0, max_per_split=32)
+    built = {}
+
+    def untrained(flag, data, name, seed, models):
+        run = course_config(data.flag, Profile("fast"), seed=seed, allow_synthetic=True, **study.CANDIDATES[name])
+        built[name] = build_model(run, data.n_classes, data.n_channels)
+        return built[name], {"config": run.to_dict(), "best_step": 0, "train_or_load_seconds": 0.0}
+
+    monkeypatch.setattr(study, "load_study_dataset", lambda name, root: data)
+    monkeypatch.setattr(study, "train_candidate", untrained)
+    results = study.run(["pneumoniamnist"], ["t1-25", "cnn-small"], [0], tmp_path, None, ["mean_colour", "pixel_vote"])
+    read = [(r["model"], r["decoding"], r["draws"]) for r in results["rows"]]
+    assert read == [
+        ("t1-25", "mean_colour", 1),
+        ("t1-25", "mean_colour", 8),
+        ("t1-25", "pixel_vote", 1),
+        ("t1-25", "pixel_vote", 8),
+        ("cnn-small", None, 1),
+        ("cnn-small", None, 8),
+    ]
+    assert built["t1-25"].decoding == "pixel_distance"  # its own reading back after the study
