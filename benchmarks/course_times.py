@@ -75,13 +75,13 @@ def parse_log(text: str) -> dict:
 def probe_speed(steps: int, repeats: int) -> dict:
     """Seconds per training step of chapter 2's model on this machine: ``repeats`` runs of ``steps``
     steps (seeds 0, 1, ...), each after five untimed ones, never reaching a validation."""
+    runs = [course_config("pneumoniamnist", config.profile("fast"), seed=seed) for seed in range(repeats)]
+    if not 1 <= steps < runs[0].checkpoint_every - 5:
+        raise ValueError(f"--probe-steps must be 1 to {runs[0].checkpoint_every - 6}: more would time a validation")
     from bench_train_step import time_trainer  # a sibling script: on the path when this one is run
 
     data = load_dataset("pneumoniamnist")
-    per_repeat = [
-        time_trainer(course_config("pneumoniamnist", config.profile("fast"), seed=seed), data, steps) / 1000
-        for seed in range(repeats)
-    ]
+    per_repeat = [time_trainer(run, data, steps) / 1000 for run in runs]
     return {
         "what": "s per training step, fast recipe on PneumoniaMNIST (tiny UNet, 28 px, batch 64)",
         "steps": steps,

@@ -16,8 +16,8 @@ trainer, steps and data). Each run is evaluated on the test split with one noise
 with 8, with its configuration's own decoding (or, a flow, with each of ``--decodings``: the same
 weights read each way), beside the majority rule. Not a test: it prints the table and writes
 ``results.md`` and ``results.json`` (provenance: commit, versions, device, seeds, wall time per
-run) to ``--out``. Trained models are cached in
-``--models`` (keyed by their full configuration), so a rerun only evaluates.
+run) to ``--out``. Trained models are cached in ``--models`` (keyed by their full configuration),
+so a rerun only evaluates.
 """
 
 from __future__ import annotations

@@ -49,3 +49,8 @@ def test_the_report_states_the_machine_speed_beside_the_times():
     report = course_times.markdown(results)
     assert "| 02_symmetric_transport | 301 | 54 | no | ok |" in report
     assert "0.720 ± 0.020 s per training step" in report and "3 runs of 30 steps" in report
+
+
+def test_a_probe_that_would_time_a_validation_is_refused():
+    with pytest.raises(ValueError, match="--probe-steps must be 1 to 144"):
+        load_benchmark("course_times").probe_speed(150, 3)
