@@ -61,6 +61,8 @@ CANDIDATES = {
     # regularizers for a short run on a few thousand images: dropout in the UNet's residual blocks, AdamW decay
     "t1-25-drop01": {"classify_share": 0.25, "dropout": 0.1},
     "t1-25-wd01": {"classify_share": 0.25, "weight_decay": 0.01},
+    # training images drawn as they come instead of weighted 1 / count(class) (the recipe's balanced sampling)
+    "t1-25-unbal": {"classify_share": 0.25, "balanced": False},
     "cnn-small": {"preset": "cnn-small"},  # course_config trains a baseline with no share of t
     "cnn-small-x2": {"preset": "cnn-small", "steps": 600, "checkpoint_every": 150},  # beside t1-25-x2
 }
