@@ -109,8 +109,8 @@ class TrainConfig:
         restart_at: 0, or the step from which a run extended past its first ``steps`` (``train
             --resume --extend``) follows a new cosine from the peak ``lr`` down to 0 at ``steps``.
         ema_decay: EMA decay's ceiling: diffusers' EMAModel uses ``min(ema_decay, (1 + n) / (10 + n))``
-            after ``n`` updates, which stays below 0.999 until ``n = 8990``, so in the fast recipe's 300 to 600
-            steps the warm-up alone sets it (0.97 to 0.985).
+            after ``n`` updates, which stays below 0.999 until ``n = 8990``, so in the fast recipe's
+            300 to 600 steps the warm-up alone sets it (0.97 to 0.985).
         grad_clip: max gradient norm (0 disables clipping).
         balanced: sample training images with weights ``1 / count(class)`` (default: MedMNIST
             sets are unbalanced, and a tiny model otherwise drifts to the majority class).
@@ -236,10 +236,10 @@ FAST_CLASSIFY_SHARE = 0.25
 
 # The fast recipe's length is sized by the training split: FAST_EPOCHS passes over it, in whole
 # validation intervals of FAST_CHECKPOINT_EVERY steps, within FAST_STEPS (batch 64; 0.7 to 1.1 s a
-# step on 2 CPU cores with validation, so at most 7 to 11 minutes of training; the 2026-12-03
-# recipe studies and course_times_cpu_2026-12-03c/ in benchmarks/results/). Sets of up to 685 images get 300 steps, 686 to
-# 959 get 450, and every set from 960 images up reaches the ceiling, the 2-core CPU budget
-# (benchmarks/results/recipe_study_steps_cpu_2026-11-28/).
+# step on 2 CPU cores with validation, so at most 7 to 11 minutes of training; the 2026-12-03 recipe
+# studies and course_times_cpu_2026-12-03c/ in benchmarks/results/). Sets of up to 685 images get
+# 300 steps, 686 to 959 get 450, and every set from 960 images up reaches the ceiling, the 2-core
+# CPU budget (benchmarks/results/recipe_study_steps_cpu_2026-11-28/).
 FAST_EPOCHS = 35
 FAST_STEPS = (300, 600)
 FAST_CHECKPOINT_EVERY = 150
