@@ -66,6 +66,7 @@ CANDIDATES = {
     # the tiny UNet with 128 channels (not 64) at its 7 x 7 level and middle block: about 1.2 x a step's cost
     "t1-25-wide": {"classify_share": 0.25, "preset": "tiny-wide"},
     "cnn-small": {"preset": "cnn-small"},  # course_config trains a baseline with no share of t
+    "resnet18": {"preset": "resnet18"},  # MedMNIST v2's baseline (28 px), same trainer and steps
     "cnn-small-x2": {"preset": "cnn-small", "steps": 600, "checkpoint_every": 150},  # beside t1-25-x2
 }
 DRAWS = (1, 8)

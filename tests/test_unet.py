@@ -4,9 +4,10 @@ import torch
 from medsymmflow.models import PRESETS, VelocityUNet, make_unet
 
 
+@pytest.mark.parametrize("preset", ["tiny", "tiny-wide"])
 @pytest.mark.parametrize("size", [28, 32])
-def test_tiny_velocity_unet_keeps_shape(size):
-    net = VelocityUNet(make_unet("tiny", in_channels=4, sample_size=size))
+def test_tiny_velocity_unets_keep_shape(preset, size):
+    net = VelocityUNet(make_unet(preset, in_channels=4, sample_size=size))
     z = torch.randn(2, 4, size, size)
     assert net(z, torch.tensor([0.0, 1.0])).shape == z.shape
 
@@ -18,6 +19,15 @@ def test_paper_presets_follow_the_paper():
     unet = make_unet("paper-pixel", in_channels=6, sample_size=32)
     attention_resolutions = [32 // 2**i for i, block in enumerate(unet.config.down_block_types) if "Attn" in block]
     assert attention_resolutions == [16]
+
+
+def test_tiny_wide_differs_from_tiny_only_at_its_7x7_level():
+    tiny, wide = make_unet("tiny", 4, sample_size=28), make_unet("tiny-wide", 4, sample_size=28)
+    differing = {key for key in tiny.config if tiny.config[key] != wide.config[key]}
+    assert differing == {"block_out_channels"} and wide.config.block_out_channels == (32, 64, 128)
+    assert wide.mid_block.resnets[0].conv1.in_channels == 128  # the middle block sees the whole 7 x 7 image
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    assert (count(tiny), count(wide)) == (1_064_228, 2_537_764)  # 1.1M and 2.5M, as the presets' docstring says
 
 
 def test_bad_presets():
