@@ -63,6 +63,8 @@ CANDIDATES = {
     "t1-25-wd01": {"classify_share": 0.25, "weight_decay": 0.01},
     # training images drawn as they come instead of weighted 1 / count(class) (the recipe's balanced sampling)
     "t1-25-unbal": {"classify_share": 0.25, "balanced": False},
+    # the t = 1 quarter trains the mask term only (its image target is the input plus unpredictable noise)
+    "t1-25-maskonly": {"classify_share": 0.25, "classify_mask_only": True},
     # the tiny UNet with 128 channels (not 64) at its 7 x 7 level and middle block: about 1.2 x a step's cost
     "t1-25-wide": {"classify_share": 0.25, "preset": "tiny-wide"},
     "cnn-small": {"preset": "cnn-small"},  # course_config trains a baseline with no share of t

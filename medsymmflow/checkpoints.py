@@ -35,6 +35,7 @@ LEGACY_DEFAULTS = {
     "decoding": "mean_colour",
     "gray_beta": 2.0,
     "classify_share": 0.0,
+    "classify_mask_only": False,
     "restart_at": 0,
     "fit": "pad",  # before latent models: every run padded its images and had no codec
     "codec": "",

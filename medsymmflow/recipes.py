@@ -96,6 +96,8 @@ class TrainConfig:
         image_weight: ``w`` in ``w * MSE_image + (1 - w) * MSE_mask``.
         classify_share: share of each batch trained at ``t = 1``, where one-step classification
             starts (0 in the paper, whose ``t ~ U(0, 1)``).
+        classify_mask_only: the ``classify_share`` samples (``t = 1``) train the mask term only (see
+            :class:`~medsymmflow.models.symmflow.SymmetricFlow`); needs ``classify_share > 0``.
         sigma_min: end width of the path.
         beta: RGB mask dequantization width (0-255 units); gray masks use the paper's width
             ``(gray_beta / 2) / (K - 1)`` when ``beta > 0``.
@@ -135,6 +137,7 @@ class TrainConfig:
     decoding: str = "auto"
     image_weight: float = DEFAULT_IMAGE_WEIGHT
     classify_share: float = 0.0
+    classify_mask_only: bool = False
     sigma_min: float = SIGMA_MIN
     beta: float = DEFAULT_BETA
     steps: int = 600
@@ -179,6 +182,8 @@ class TrainConfig:
             problems.append(f"fit must be one of {FITS}, got {self.fit!r}")
         if self.codec and self.mask_mode != "rgb":
             problems.append(f"a latent model (codec {self.codec!r}) takes RGB masks, got mask_mode {self.mask_mode!r}")
+        if self.classify_mask_only and not self.classify_share:
+            problems.append("classify_mask_only trains the t = 1 share only: set classify_share > 0 with it")
         if self.dropout and self.preset in BASELINES:
             problems.append(f"dropout sets the flow's UNet; the baseline {self.preset!r} keeps its own")
         if self.codec and self.preset in BASELINES:
@@ -321,7 +326,14 @@ def same_run_baseline(flow: TrainConfig, profile: Profile) -> TrainConfig:
 
 # Fields added after runs were cached, at the values that leave a run as it was: a run's
 # identity (its cache key) omits them there, so runs cached before them stay found.
-NEUTRAL = {"classify_share": 0.0, "restart_at": 0, "fit": "pad", "codec": "", "dropout": 0.0}
+NEUTRAL = {
+    "classify_share": 0.0,
+    "classify_mask_only": False,
+    "restart_at": 0,
+    "fit": "pad",
+    "codec": "",
+    "dropout": 0.0,
+}
 
 
 def run_identity(config: TrainConfig) -> dict:
@@ -375,6 +387,7 @@ def build_model(
         codec,
         config.image_size,
         fit=config.fit,
+        classify_mask_only=config.classify_mask_only,
     )
 
 

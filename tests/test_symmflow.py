@@ -148,6 +148,22 @@ def test_classify_share_trains_that_share_of_the_batch_at_t_equal_1():
         SymmetricFlow(Scale(), 1, 3, classify_share=1.5)
 
 
+def test_classify_mask_only_leaves_the_t_equal_1_samples_out_of_the_image_term():
+    images, labels = torch.randn(4, 1, 4, 4), torch.tensor([0, 1, 2, 0])
+    t = torch.tensor([1.0, 0.3, 1.0, 0.6])
+    noises = torch.randn(4, 1, 4, 4), torch.randn(4, 3, 4, 4)
+    only = SymmetricFlow(Scale(0.5), 1, 3, beta=0.0, classify_share=0.5, classify_mask_only=True)
+    paper = SymmetricFlow(Scale(0.5), 1, 3, beta=0.0, classify_share=0.5)
+    masked = only.loss(images, labels, t, *noises)
+    full = paper.loss(images, labels, t, *noises)
+    kept = paper.loss(images[[1, 3]], labels[[1, 3]], t[[1, 3]], noises[0][[1, 3]], noises[1][[1, 3]])
+    assert torch.isclose(masked.image, kept.image)  # the image term: the samples with t < 1 alone
+    assert torch.equal(masked.mask, full.mask)  # the mask term: every sample, as in the paper
+    assert torch.isclose(masked.total, 0.7 * kept.image + 0.3 * full.mask)
+    all_at_one = only.loss(images, labels, torch.ones(4), *noises)
+    assert all_at_one.image == 0 and torch.isclose(all_at_one.total, 0.3 * all_at_one.mask)
+
+
 def test_classify_share_sets_that_share_of_the_times_to_1():
     seen = []
 

@@ -284,12 +284,14 @@ def test_runs_cached_before_the_new_fields_keep_their_key():
     from medsymmflow.recipes import run_identity
 
     config = _config()
-    new_fields = ("gray_beta", "classify_share", "restart_at", "fit", "codec", "dropout")
+    new_fields = ("gray_beta", "classify_share", "classify_mask_only", "restart_at", "fit", "codec", "dropout")
     before = {k: v for k, v in config.to_dict().items() if k not in new_fields}
     assert settings_key(run_identity(config)) == settings_key(before)
     assert settings_key(run_identity(_config(classify_share=0.25))) != settings_key(before)
     assert settings_key(run_identity(_config(codec="runs/models/codec", image_size=32))) != settings_key(before)
     assert settings_key(run_identity(_config(dropout=0.1))) != settings_key(before)
+    masked = _config(classify_share=0.25, classify_mask_only=True)
+    assert settings_key(run_identity(masked)) != settings_key(run_identity(_config(classify_share=0.25)))
     assert "gray_beta" in run_identity(_config(mask_mode="gray"))
     assert course.run_dir(_config(gray_beta=3.0)) == course.run_dir(config)  # gray_beta shapes gray masks only
 
@@ -303,6 +305,13 @@ def test_a_checkpoint_written_before_latent_models_loads_as_the_pixel_run_it_was
     meta_path.write_text(json.dumps(meta))
     model, loaded = load_checkpoint(tmp_path / "best", expected=config)  # the course's cache compares model fields
     assert (loaded["config"]["fit"], loaded["config"]["codec"], model.codec) == ("pad", "", None)
+
+
+def test_classify_mask_only_reaches_the_model_and_needs_a_share_at_t_equal_1():
+    assert build_model(_config(classify_share=0.25, classify_mask_only=True), 5, 3).classify_mask_only
+    assert not build_model(_config(classify_share=0.25), 5, 3).classify_mask_only
+    with pytest.raises(ValueError, match="classify_mask_only trains the t = 1 share only: set classify_share > 0"):
+        _config(classify_mask_only=True)
 
 
 def test_dropout_is_the_flows_and_a_baseline_refuses_it():

@@ -107,6 +107,10 @@ class SymmetricFlow(nn.Module):
         gray_beta: scale of gray masks (see :func:`~medsymmflow.data.masks.class_colours`).
         classify_share: share of each training batch drawn at ``t = 1``, the time one-step
             classification starts from, instead of ``t ~ U(0, 1)`` (0 in the paper).
+        classify_mask_only: the samples at ``t = 1`` train the mask term only. There the network
+            sees ``x_1 = x + sigma_min xi_x``, so the image target ``x - (1 - sigma_min) xi_x`` is the
+            input plus noise it cannot predict: its share of the image term is mostly gradient noise.
+            The image term is then the mean over the samples with ``t < 1``.
         codec: a latent codec for latent MedSymmFlow (None: pixel space). Its inputs are then scaled
             image latents, and ``image_channels`` is the channel count of the *pixel* images.
         image_size: the pixel side the codec encodes (needed with a codec, for the mask latents).
@@ -133,6 +137,7 @@ class SymmetricFlow(nn.Module):
         image_size: int | None = None,
         mask_space: str = "pixel",
         fit: str = "pad",
+        classify_mask_only: bool = False,
     ):
         super().__init__()
         if not 0.0 <= image_weight <= 1.0:
@@ -156,6 +161,7 @@ class SymmetricFlow(nn.Module):
         self.decoding = decoding
         self.gray_beta = gray_beta
         self.classify_share = classify_share
+        self.classify_mask_only = classify_mask_only
         self.register_buffer("colours", class_colours(n_classes, mask_mode, palette_index, gray_beta), persistent=False)
         if codec is not None:
             self._encode_class_masks(codec, image_size)
@@ -249,7 +255,8 @@ class SymmetricFlow(nn.Module):
 
         Random inputs (``t``, ``image_noise``, ``mask_noise``, the dequantization noise)
         are drawn from ``generator`` unless given; ``t ~ U(0, 1)``, except that a share
-        ``classify_share`` of the batch is set to ``t = 1``.
+        ``classify_share`` of the batch is set to ``t = 1``. With ``classify_mask_only``,
+        ``MSE_image`` is averaged over the samples with ``t < 1`` only (0 if there are none).
         """
         self._check_images(images)
         n, size = images.shape[0], images.shape[-1]
@@ -266,7 +273,12 @@ class SymmetricFlow(nn.Module):
         image_path = ot_path(image_noise, images, t, self.sigma_min)  # noise -> data
         mask_path = ot_path(masks, mask_noise, t, self.sigma_min)  # data -> noise
         predicted = self(torch.cat([image_path.z_t, mask_path.z_t], dim=1), t)
-        image_loss = torch.mean((predicted[:, : self.image_channels] - image_path.velocity) ** 2)
+        image_error = (predicted[:, : self.image_channels] - image_path.velocity) ** 2
+        if self.classify_mask_only:
+            trained = (t < 1).to(image_error.dtype)
+            image_loss = (image_error.flatten(1).mean(dim=1) * trained).sum() / trained.sum().clamp(min=1)
+        else:
+            image_loss = torch.mean(image_error)
         mask_loss = torch.mean((predicted[:, self.image_channels :] - mask_path.velocity) ** 2)
         total = self.image_weight * image_loss + (1 - self.image_weight) * mask_loss
         return LossParts(total, image_loss, mask_loss)
