@@ -65,7 +65,7 @@ CANDIDATES = {
     "t1-25-unbal": {"classify_share": 0.25, "balanced": False},
     # the t = 1 quarter trains the mask term only (its image target is the input plus unpredictable noise)
     "t1-25-maskonly": {"classify_share": 0.25, "classify_mask_only": True},
-    # the tiny UNet with 128 channels (not 64) at its 7 x 7 level and middle block: about 1.2 x a step's cost
+    # the tiny UNet with 128 channels (not 64) at its 7 x 7 level and middle block (2.5M parameters, not 1.1M)
     "t1-25-wide": {"classify_share": 0.25, "preset": "tiny-wide"},
     "cnn-small": {"preset": "cnn-small"},  # course_config trains a baseline with no share of t
     "resnet18": {"preset": "resnet18"},  # MedMNIST v2's baseline (28 px), same trainer and steps

@@ -8,8 +8,10 @@ Presets (``in_channels`` = image channels + mask channels):
 
 * ``tiny``: blocks (32, 64, 64), 1 res block each, no attention - CPU minutes; with two
   down-samplings it runs natively at 28 px (28 -> 14 -> 7).
-* ``tiny-wide``: ``tiny`` with 128 channels at its 7 x 7 level and middle block (2.5M parameters,
-  about 1.2 times a step's cost on a CPU): more room where the whole image is seen.
+* ``tiny-wide``: ``tiny`` with 128 channels at its 7 x 7 level and middle block (2.5M parameters
+  instead of 1.1M): more room where the whole image is seen. On PneumoniaMNIST it classified no
+  better than ``tiny`` and trained about 1.5 times as long on a 2-core CPU
+  (``benchmarks/results/recipe_study_wide_cpu_2026-12-06/``).
 * ``paper-pixel``: 64 channels, multipliers (1, 2, 2, 2), 2 res blocks, attention at
   16 x 16 (the paper's pixel-space model, 32 px).
 * ``paper-latent``: the same at 128 channels, for 4 x 32 x 32 VAE latents.
