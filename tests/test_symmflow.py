@@ -159,9 +159,13 @@ def test_classify_mask_only_leaves_the_t_equal_1_samples_out_of_the_image_term()
     kept = paper.loss(images[[1, 3]], labels[[1, 3]], t[[1, 3]], noises[0][[1, 3]], noises[1][[1, 3]])
     assert torch.isclose(masked.image, kept.image)  # the image term: the samples with t < 1 alone
     assert torch.equal(masked.mask, full.mask)  # the mask term: every sample, as in the paper
-    assert torch.isclose(masked.total, 0.7 * kept.image + 0.3 * full.mask)
+    w = only.image_weight
+    assert torch.isclose(masked.total, w * kept.image + (1 - w) * full.mask)
     all_at_one = only.loss(images, labels, torch.ones(4), *noises)
-    assert all_at_one.image == 0 and torch.isclose(all_at_one.total, 0.3 * all_at_one.mask)
+    assert all_at_one.image == 0 and torch.isclose(all_at_one.total, (1 - w) * all_at_one.mask)
+    every_one = SymmetricFlow(Scale(0.5), 1, 3, beta=0.0, classify_share=1.0, classify_mask_only=True)
+    drawn = every_one.loss(images, labels, generator=torch.Generator().manual_seed(0))  # t drawn, all set to 1
+    assert drawn.image == 0 and drawn.mask > 0
 
 
 def test_classify_share_sets_that_share_of_the_times_to_1():

@@ -265,7 +265,7 @@ def test_a_run_saved_before_the_new_fields_resumes(tmp_path, data):
     Trainer(_config(), tmp_path, data=data, progress=False).train(until_step=3)
     meta_path = tmp_path / "last" / "config.json"
     meta = json.loads(meta_path.read_text())
-    for field in ("gray_beta", "classify_share", "restart_at"):  # what medsymmflow wrote before these fields
+    for field in ("gray_beta", "classify_share", "classify_mask_only", "restart_at"):  # written before these fields
         del meta["config"][field]
     meta_path.write_text(json.dumps(meta))
     resumed = Trainer(_config(), tmp_path, data=data, resume=True, progress=False)

@@ -21,7 +21,7 @@ def test_paper_presets_follow_the_paper():
     assert attention_resolutions == [16]
 
 
-def test_tiny_wide_differs_from_tiny_only_at_its_7x7_level():
+def test_tiny_wide_differs_from_tiny_only_in_its_bottom_width():
     tiny, wide = make_unet("tiny", 4, sample_size=28), make_unet("tiny-wide", 4, sample_size=28)
     differing = {key for key in tiny.config if tiny.config[key] != wide.config[key]}
     assert differing == {"block_out_channels"} and wide.config.block_out_channels == (32, 64, 128)

@@ -110,7 +110,7 @@ class SymmetricFlow(nn.Module):
         classify_mask_only: the samples at ``t = 1`` train the mask term only. There the network
             sees ``x_1 = x + sigma_min xi_x``, so the image target ``x - (1 - sigma_min) xi_x`` is the
             input plus noise it cannot predict: its share of the image term is mostly gradient noise.
-            The image term is then the mean over the samples with ``t < 1``.
+            The image term is then the mean over the samples with ``t < 1`` (see :meth:`loss`).
         codec: a latent codec for latent MedSymmFlow (None: pixel space). Its inputs are then scaled
             image latents, and ``image_channels`` is the channel count of the *pixel* images.
         image_size: the pixel side the codec encodes (needed with a codec, for the mask latents).
@@ -256,7 +256,9 @@ class SymmetricFlow(nn.Module):
         Random inputs (``t``, ``image_noise``, ``mask_noise``, the dequantization noise)
         are drawn from ``generator`` unless given; ``t ~ U(0, 1)``, except that a share
         ``classify_share`` of the batch is set to ``t = 1``. With ``classify_mask_only``,
-        ``MSE_image`` is averaged over the samples with ``t < 1`` only (0 if there are none).
+        ``MSE_image = sum_i 1[t_i < 1] e_i / max(1, sum_i 1[t_i < 1])``, ``e_i`` sample i's mean
+        squared image error: the samples at ``t = 1`` drop out, and each other one weighs
+        ``N / #{t_i < 1}`` times as much as in the paper's mean (4/3 with a quarter at ``t = 1``).
         """
         self._check_images(images)
         n, size = images.shape[0], images.shape[-1]

@@ -6,10 +6,10 @@ for diffusion's integer steps 0 ... 1000, so :class:`VelocityUNet` feeds it ``10
 
 Presets (``in_channels`` = image channels + mask channels):
 
-* ``tiny``: blocks (32, 64, 64), 1 res block each, no attention - CPU minutes; with two
-  down-samplings it runs natively at 28 px (28 -> 14 -> 7).
-* ``tiny-wide``: ``tiny`` with 128 channels at its 7 x 7 level and middle block (2.5M parameters
-  instead of 1.1M): more room where the whole image is seen. On PneumoniaMNIST it classified no
+* ``tiny``: blocks (32, 64, 64), 1 res block each, attention only in the middle block (diffusers'
+  default, at 7 x 7) - CPU minutes; with two down-samplings it runs natively at 28 px (28 -> 14 -> 7).
+* ``tiny-wide``: ``tiny`` with 128 channels at its 7 x 7 level and middle block (and so at the
+  upsampler to 14 x 14; 2.5M parameters instead of 1.1M): more room where the whole image is seen. On PneumoniaMNIST it classified no
   better than ``tiny`` and trained about 1.5 times as long on a 2-core CPU
   (``benchmarks/results/recipe_study_wide_cpu_2026-12-06/``).
 * ``paper-pixel``: 64 channels, multipliers (1, 2, 2, 2), 2 res blocks, attention at
@@ -26,6 +26,16 @@ from torch import nn
 TIME_SCALE = 1000.0
 
 
+def _tiny(bottom: int) -> dict:
+    return {
+        "block_out_channels": (32, 64, bottom),
+        "layers_per_block": 1,
+        "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D"),
+        "up_block_types": ("UpBlock2D", "UpBlock2D", "UpBlock2D"),
+        "norm_num_groups": 16,
+    }
+
+
 def _paper(width: int) -> dict:
     return {
         "block_out_channels": (width, 2 * width, 2 * width, 2 * width),
@@ -38,20 +48,8 @@ def _paper(width: int) -> dict:
 
 
 PRESETS: dict[str, dict] = {
-    "tiny": {
-        "block_out_channels": (32, 64, 64),
-        "layers_per_block": 1,
-        "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D"),
-        "up_block_types": ("UpBlock2D", "UpBlock2D", "UpBlock2D"),
-        "norm_num_groups": 16,
-    },
-    "tiny-wide": {
-        "block_out_channels": (32, 64, 128),
-        "layers_per_block": 1,
-        "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D"),
-        "up_block_types": ("UpBlock2D", "UpBlock2D", "UpBlock2D"),
-        "norm_num_groups": 16,
-    },
+    "tiny": _tiny(64),
+    "tiny-wide": _tiny(128),
     "paper-pixel": _paper(64),
     "paper-latent": _paper(128),
 }
