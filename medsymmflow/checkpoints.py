@@ -27,20 +27,12 @@ from medsymmflow.config import runs_dir
 from medsymmflow.files import atomic_path, check_writable
 from medsymmflow.models.baselines import CNNClassifier
 from medsymmflow.models.symmflow import SymmetricFlow
-from medsymmflow.recipes import MODEL_FIELDS, ConfigMismatchError, TrainConfig, build_model, config_differences
+from medsymmflow.recipes import MODEL_FIELDS, NEUTRAL, ConfigMismatchError, TrainConfig, build_model, config_differences
 
 # Fields added to TrainConfig after checkpoints were written, with the value those checkpoints used.
-LEGACY_DEFAULTS = {
-    "palette_index": "round",
-    "decoding": "mean_colour",
-    "gray_beta": 2.0,
-    "classify_share": 0.0,
-    "classify_mask_only": False,
-    "restart_at": 0,
-    "fit": "pad",  # before latent models: every run padded its images and had no codec
-    "codec": "",
-    "dropout": 0.0,
-}
+# Checkpoints written before the fields of recipes.NEUTRAL used their neutral values (fit "pad" and no
+# codec before latent models); three older fields had other values that changed what a run trains.
+LEGACY_DEFAULTS = {**NEUTRAL, "palette_index": "round", "decoding": "mean_colour", "gray_beta": 2.0}
 
 
 def settings_key(settings: dict) -> str:

@@ -11,8 +11,8 @@ Presets (``in_channels`` = image channels + mask channels):
 * ``tiny-wide``: ``tiny`` with 128 channels at its 7 x 7 level and middle block (and so at the
   upsampler to 14 x 14; 2.5M parameters instead of 1.1M): more room where the whole image is
   seen. On PneumoniaMNIST it classified no better than ``tiny``; its 600-step runs took 585-614 s
-  on a 2-core CPU, ``tiny``'s 392-406 s on the same machine that day (``benchmarks/results/recipe_study_wide_cpu_2026-12-06/`` and
-  ``recipe_study_maskonly_cpu_2026-12-06/``).
+  on a 2-core CPU, ``tiny``'s 392-406 s on the same machine that day
+  (``benchmarks/results/recipe_study_wide_cpu_2026-12-06/`` and ``recipe_study_maskonly_cpu_2026-12-06/``).
 * ``paper-pixel``: 64 channels, multipliers (1, 2, 2, 2), 2 res blocks, attention at
   16 x 16 (the paper's pixel-space model, 32 px).
 * ``paper-latent``: the same at 128 channels, for 4 x 32 x 32 VAE latents.
