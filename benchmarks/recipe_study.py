@@ -67,6 +67,7 @@ CANDIDATES = {
     "t1-25-maskonly": {"classify_share": 0.25, "classify_mask_only": True},
     # the tiny UNet with 128 channels (not 64) at its 7 x 7 level and middle block (2.5M parameters, not 1.1M)
     "t1-25-wide": {"classify_share": 0.25, "preset": "tiny-wide"},
+    "t1-25-narrow": {"classify_share": 0.25, "preset": "tiny-narrow"},  # half the channels at 28 and 14 px
     "cnn-small": {"preset": "cnn-small"},  # course_config trains a baseline with no share of t
     "resnet18": {"preset": "resnet18"},  # MedMNIST v2's baseline (28 px), same trainer and steps
     "cnn-small-x2": {"preset": "cnn-small", "steps": 600, "checkpoint_every": 150},  # beside t1-25-x2

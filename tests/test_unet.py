@@ -4,7 +4,7 @@ import torch
 from medsymmflow.models import PRESETS, VelocityUNet, make_unet
 
 
-@pytest.mark.parametrize("preset", ["tiny", "tiny-wide"])
+@pytest.mark.parametrize("preset", ["tiny", "tiny-narrow", "tiny-wide"])
 @pytest.mark.parametrize("size", [28, 32])
 def test_tiny_velocity_unets_keep_shape(preset, size):
     net = VelocityUNet(make_unet(preset, in_channels=4, sample_size=size))
@@ -28,6 +28,15 @@ def test_tiny_wide_differs_from_tiny_only_in_its_bottom_width():
     assert wide.mid_block.resnets[0].conv1.in_channels == 128  # the middle block sees the whole 7 x 7 image
     count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
     assert (count(tiny), count(wide)) == (1_064_228, 2_537_764)  # 1.1M and 2.5M, as the presets' docstring says
+
+
+def test_tiny_narrow_halves_the_two_fine_levels_and_keeps_two_channels_a_group():
+    tiny, narrow = make_unet("tiny", 4, sample_size=28), make_unet("tiny-narrow", 4, sample_size=28)
+    differing = {key for key in tiny.config if tiny.config[key] != narrow.config[key]}
+    assert differing == {"block_out_channels", "norm_num_groups"}
+    assert narrow.config.block_out_channels == (16, 32, 64) and narrow.config.norm_num_groups == 8
+    assert narrow.conv_in.out_channels == 16  # the 28 x 28 level, where most of a step's time goes
+    assert sum(p.numel() for p in narrow.parameters()) == 637_332  # 0.64M, as the presets' docstring says
 
 
 def test_bad_presets():

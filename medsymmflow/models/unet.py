@@ -8,6 +8,10 @@ Presets (``in_channels`` = image channels + mask channels):
 
 * ``tiny``: blocks (32, 64, 64), 1 res block each, attention only in the middle block (diffusers'
   default, at 7 x 7) - CPU minutes; with two down-samplings it runs natively at 28 px (28 -> 14 -> 7).
+* ``tiny-narrow``: ``tiny`` with half its channels at 28 x 28 and 14 x 14 (16, 32, 64; 8 groups, so
+  two channels a group as in ``tiny``; 0.64M parameters), where most of a step's convolution time
+  goes: a forward + backward + AdamW step at batch 64 took 0.31 s instead of ``tiny``'s 0.73 s on a
+  2-core CPU.
 * ``tiny-wide``: ``tiny`` with 128 channels at its 7 x 7 level and middle block (and so at the
   upsampler to 14 x 14; 2.5M parameters instead of 1.1M): more room where the whole image is
   seen. On PneumoniaMNIST it classified no better than ``tiny``; its 600-step runs took 585-614 s
@@ -27,13 +31,13 @@ from torch import nn
 TIME_SCALE = 1000.0
 
 
-def _tiny(bottom: int) -> dict:
+def _tiny(channels: tuple[int, int, int], groups: int = 16) -> dict:
     return {
-        "block_out_channels": (32, 64, bottom),
+        "block_out_channels": channels,
         "layers_per_block": 1,
         "down_block_types": ("DownBlock2D", "DownBlock2D", "DownBlock2D"),
         "up_block_types": ("UpBlock2D", "UpBlock2D", "UpBlock2D"),
-        "norm_num_groups": 16,
+        "norm_num_groups": groups,
     }
 
 
@@ -49,8 +53,9 @@ def _paper(width: int) -> dict:
 
 
 PRESETS: dict[str, dict] = {
-    "tiny": _tiny(64),
-    "tiny-wide": _tiny(128),
+    "tiny": _tiny((32, 64, 64)),
+    "tiny-narrow": _tiny((16, 32, 64), groups=8),
+    "tiny-wide": _tiny((32, 64, 128)),
     "paper-pixel": _paper(64),
     "paper-latent": _paper(128),
 }
