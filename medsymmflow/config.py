@@ -30,6 +30,7 @@ PROFILES = ("fast", "full")
 EPOCHS_ENV = "MEDSYMMFLOW_EPOCHS"
 FULL_EPOCHS = 100
 PAPER_EPOCHS = 1000  # what the authors trained; the full recipe does a tenth of it
+COURSE_WEIGHTS_ENV = "MEDSYMMFLOW_COURSE_WEIGHTS"  # "0": train the course's models instead of loading the shipped ones
 
 T = TypeVar("T")
 
@@ -109,6 +110,14 @@ def project_dir() -> Path:
 def runs_dir() -> Path:
     """Where checkpoints and executed notebooks go: ``runs/`` in the project (ignored by git)."""
     return project_dir() / "runs"
+
+
+def course_weights_dir() -> Path | None:
+    """The course's shipped checkpoints, ``course_weights/`` in the project; None when
+    ``MEDSYMMFLOW_COURSE_WEIGHTS`` is ``0`` (or ``false``/``no``/``off``): then every run trains here."""
+    if os.environ.get(COURSE_WEIGHTS_ENV, "").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    return project_dir() / "course_weights"
 
 
 def get_device(prefer: str | None = None) -> torch.device:

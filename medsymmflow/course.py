@@ -2,7 +2,10 @@
 
 :func:`train_or_load` gives a chapter the model of a configuration, training it the first
 time (or resuming an interrupted run) and loading it afterwards; every cached run is keyed
-by its full configuration and its kind of data (:func:`run_dir`).
+by its full configuration and its kind of data (:func:`run_dir`). The fast profile's real-data
+runs also ship with the project, in ``course_weights/`` (:func:`export_course_weights`, listed
+with their SHA-256 and provenance in its ``manifest.json``), so a chapter that needs one loads it
+in seconds instead of training it for minutes; ``MEDSYMMFLOW_COURSE_WEIGHTS=0`` trains instead.
 
 :func:`run_notebook` executes a chapter headless, timed, with executed and HTML copies: what
 ``make course`` (``medsymmflow course``) runs, a teacher's one command to check that the
@@ -11,8 +14,11 @@ whole course runs on their machine in the chosen profile.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -20,11 +26,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from queue import Empty
 
-from medsymmflow.checkpoints import load_checkpoint, read_checkpoint_meta, settings_key
-from medsymmflow.config import get_device, profile, runs_dir
+from medsymmflow.checkpoints import CheckpointError, load_checkpoint, read_checkpoint_meta, settings_key
+from medsymmflow.config import COURSE_WEIGHTS_ENV, course_weights_dir, get_device, profile, runs_dir
 from medsymmflow.data import MedMNISTData, load_dataset
+from medsymmflow.files import atomic_path
 from medsymmflow.models.baselines import CNNClassifier
 from medsymmflow.models.symmflow import SymmetricFlow
+from medsymmflow.provenance import provenance
 from medsymmflow.recipes import TrainConfig, run_identity
 from medsymmflow.train import Trainer
 
@@ -41,16 +49,51 @@ def run_dir(config: TrainConfig, synthetic: bool = False, root: Path | None = No
     ) / f"{data}_{config.preset}_{config.image_size}px_{config.steps}steps_seed{config.seed}_{digest}"
 
 
+MANIFEST = "manifest.json"
+SHIPPED = ("best/config.json", "best/ema.safetensors", "last/config.json")  # what a shipped run keeps
+
+
+def sha256(file: Path) -> str:
+    with open(file, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def shipped_run(name: str, folder: Path | None = None) -> Path | None:
+    """The shipped copy of run ``name`` in ``folder`` (default :func:`~medsymmflow.config.course_weights_dir`),
+    or None when its manifest does not list it (or shipped weights are switched off).
+
+    Raises:
+        CheckpointError: the listed weights file is missing or its SHA-256 is not the manifest's.
+    """
+    folder = folder or course_weights_dir()
+    if folder is None or not (folder / MANIFEST).exists():
+        return None
+    entry = json.loads((folder / MANIFEST).read_text())["runs"].get(name)
+    if entry is None:
+        return None
+    weights = folder / name / "best" / "ema.safetensors"
+    if not weights.exists() or sha256(weights) != entry["sha256"]:
+        raise CheckpointError(
+            f"{weights} is missing or not the file {MANIFEST} lists (SHA-256 {entry['sha256'][:12]}...): restore it "
+            f"(git checkout -- {folder.name}), or set {COURSE_WEIGHTS_ENV}=0 to train the run here instead."
+        )
+    return folder / name
+
+
 def train_or_load(
     config: TrainConfig, data: MedMNISTData | None = None, progress: bool = True, root: Path | None = None
 ) -> tuple[SymmetricFlow | CNNClassifier, dict]:
     """Load the best checkpoint of exactly this configuration and data if one exists, else train it
     (resuming an interrupted run). ``root``: the folder of cached runs (see :func:`run_dir`).
 
+    With the default root, a run not started there is first looked up among the shipped ones
+    (:func:`shipped_run`), which are read and never written; ``progress`` prints where it came from.
+
     Returns:
         ``(model on the default device in eval mode, checkpoint metadata)``: the best checkpoint's
         metadata (its ``step`` is the step picked on validation), except ``history``, the whole
-        run's validation record from ``last/`` (``best/`` holds it only up to its own step).
+        run's validation record from ``last/`` (``best/`` holds it only up to its own step), and
+        ``source``: the folder it was loaded from.
     """
     data = data or load_dataset(config.dataset, config.size, allow_synthetic=config.allow_synthetic, seed=config.seed)
     folder = run_dir(config, data.synthetic, root)
@@ -58,11 +101,62 @@ def train_or_load(
         finished = read_checkpoint_meta(folder / "last")["step"] >= config.steps
     except FileNotFoundError:  # never started
         finished = None
-    if not finished:  # a run killed after its first validation has a best/ but must still resume to config.steps
+    shipped = shipped_run(folder.name) if finished is None and root is None else None
+    if shipped is not None:
+        folder = shipped
+        if progress:
+            trained = json.loads((shipped.parent / MANIFEST).read_text())["provenance"]
+            print(
+                f"loaded the shipped checkpoint {shipped.parent.name}/{shipped.name}, trained by the course at commit "
+                f"{trained['commit']} on {trained['device']} ({COURSE_WEIGHTS_ENV}=0 trains it here instead)"
+            )
+    elif not finished:  # a run killed after its first validation has a best/ but must still resume to config.steps
         resume = finished is not None
         Trainer(config, folder, data=data, resume=resume, overwrite=not resume, progress=progress).train()
     model, meta = load_checkpoint(folder / "best", expected=config, device=get_device())
-    return model, {**meta, "history": read_checkpoint_meta(folder / "last")["history"]}
+    return model, {**meta, "history": read_checkpoint_meta(folder / "last")["history"], "source": str(folder)}
+
+
+def export_course_weights(runs: list[Path], out: Path) -> dict:
+    """Copy finished real-data runs into ``out`` as shipped runs (:data:`SHIPPED`: the best EMA weights,
+    its metadata and the whole run's history) and write ``out/manifest.json``: each run's SHA-256,
+    size, dataset, preset, steps and best step, under the exporting environment's provenance.
+    A run already in the manifest is replaced. Synthetic-data, unfinished and latent runs are refused
+    (:class:`ValueError`, before anything is copied).
+
+    Returns:
+        The manifest written.
+    """
+    metas = {run: read_checkpoint_meta(run / "last") for run in runs}
+    for run, meta in metas.items():  # all checked before anything is copied
+        config = TrainConfig(**meta["config"])
+        if meta["synthetic_data"] or meta["step"] < config.steps or config.codec:
+            raise ValueError(
+                f"{run}: only finished real-data pixel-space runs are shipped (step {meta['step']} of {config.steps}, "
+                f"synthetic data: {meta['synthetic_data']}, codec: {config.codec or None} - a latent run names its "
+                "codec by a local path)"
+            )
+    manifest_file = out / MANIFEST
+    manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {"runs": {}}
+    for run, meta in metas.items():
+        target = out / run.name
+        shutil.rmtree(target, ignore_errors=True)
+        for name in SHIPPED:
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run / name, target / name)
+        weights = target / "best" / "ema.safetensors"
+        manifest["runs"][run.name] = {
+            "dataset": meta["config"]["dataset"],
+            "preset": meta["config"]["preset"],
+            "steps": meta["config"]["steps"],
+            "best_step": read_checkpoint_meta(run / "best")["step"],
+            "sha256": sha256(weights),
+            "bytes": weights.stat().st_size,
+        }
+    manifest["provenance"] = provenance()
+    with atomic_path(manifest_file) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return manifest
 
 
 @dataclass
