@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from medsymmflow import config, course
-from medsymmflow.checkpoints import CheckpointError, read_checkpoint_meta
+from medsymmflow.checkpoints import CheckpointError, load_checkpoint
 from medsymmflow.data import synthetic_twin
 from medsymmflow.evaluate import evaluate_split
 from medsymmflow.recipes import TrainConfig, course_config, same_run_baseline
@@ -123,11 +123,10 @@ def test_the_chapters_fast_runs_are_shipped(flag):
 def test_every_shipped_run_gives_its_recorded_validation_metrics_on_the_real_files(real_data):
     weights = config.project_dir() / "course_weights"
     for name, entry in json.loads((weights / course.MANIFEST).read_text())["runs"].items():
-        meta = read_checkpoint_meta(weights / name / "best")
+        model, meta = load_checkpoint(course.shipped_run(name, weights) / "best")  # the SHA-256 checked on the way
         run = TrainConfig(**meta["config"])
+        assert course.run_dir(run).name == name and meta["step"] == entry["best_step"]
         data = real_data(entry["dataset"])
-        model, _ = course.train_or_load(run, data, progress=False)
-        assert meta["step"] == entry["best_step"]
         images, labels = data.tensors("val", run.image_size)
         metrics, _ = evaluate_split(model, images, labels, data.info["task"], run.eval_samples, seed=run.seed)
         recorded = meta["best_val_metrics"]
