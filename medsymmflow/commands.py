@@ -177,7 +177,7 @@ def _load_classifier(path: str, meta: dict, data) -> tuple:
 def _train_classifier(meta: dict, data) -> tuple:
     """``(classifier, its description)``: the fast recipe's ``cnn-small`` for ``meta``'s data and
     image size, trained once on the real training split and cached with the course's runs."""
-    from medsymmflow.course import run_dir, train_or_load
+    from medsymmflow.course import train_or_load
     from medsymmflow.recipes import course_config
 
     settings = course_config(
@@ -189,11 +189,8 @@ def _train_classifier(meta: dict, data) -> tuple:
         seed=meta["config"]["seed"],
         allow_synthetic=data.synthetic,
     )
-    classifier, _ = train_or_load(settings, data)
-    return (
-        classifier,
-        f"cnn-small, fast recipe, trained on the real training split ({run_dir(settings, data.synthetic)})",
-    )
+    classifier, classifier_meta = train_or_load(settings, data)
+    return classifier, f"cnn-small, fast recipe, trained on the real training split ({classifier_meta['source']})"
 
 
 def sample(args: argparse.Namespace) -> int:

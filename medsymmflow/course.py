@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from queue import Empty
 
-from medsymmflow.checkpoints import CheckpointError, load_checkpoint, read_checkpoint_meta, settings_key
+from medsymmflow.checkpoints import CheckpointError, load_checkpoint, read_checkpoint_meta, settings_key, swap_in
 from medsymmflow.config import COURSE_WEIGHTS_ENV, course_weights_dir, get_device, profile, runs_dir
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.files import atomic_path
@@ -54,29 +54,55 @@ SHIPPED = ("best/config.json", "best/ema.safetensors", "last/config.json")  # wh
 
 
 def sha256(file: Path) -> str:
+    digest = hashlib.sha256()
     with open(file, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _restore_advice(folder: Path) -> str:
+    return f"restore it (git checkout -- {folder.name}), or set {COURSE_WEIGHTS_ENV}=0 to train the run here instead"
+
+
+def read_manifest(folder: Path) -> dict:
+    """``folder/manifest.json``: ``{"exported": provenance, "runs": {name: entry}}`` (see :func:`export_course_weights`).
+
+    Raises:
+        CheckpointError: it is not JSON or lacks those keys.
+    """
+    file = folder / MANIFEST
+    try:
+        manifest = json.loads(file.read_text())
+        if not isinstance(manifest.get("runs"), dict) or "commit" not in manifest.get("exported", {}):
+            raise KeyError("expected 'runs' and 'exported' with its 'commit'")
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CheckpointError(
+            f"{file} is damaged ({type(error).__name__}: {error}): {_restore_advice(folder)}."
+        ) from error
+    return manifest
 
 
 def shipped_run(name: str, folder: Path | None = None) -> Path | None:
     """The shipped copy of run ``name`` in ``folder`` (default :func:`~medsymmflow.config.course_weights_dir`),
-    or None when its manifest does not list it (or shipped weights are switched off).
+    or None when there is no manifest, it does not list the run, or shipped weights are switched off.
 
     Raises:
-        CheckpointError: the listed weights file is missing or its SHA-256 is not the manifest's.
+        CheckpointError: the manifest is damaged, or a file of the run is missing or not the one it lists
+            (SHA-256).
     """
     folder = folder or course_weights_dir()
     if folder is None or not (folder / MANIFEST).exists():
         return None
-    entry = json.loads((folder / MANIFEST).read_text())["runs"].get(name)
+    entry = read_manifest(folder)["runs"].get(name)
     if entry is None:
         return None
-    weights = folder / name / "best" / "ema.safetensors"
-    if not weights.exists() or sha256(weights) != entry["sha256"]:
-        raise CheckpointError(
-            f"{weights} is missing or not the file {MANIFEST} lists (SHA-256 {entry['sha256'][:12]}...): restore it "
-            f"(git checkout -- {folder.name}), or set {COURSE_WEIGHTS_ENV}=0 to train the run here instead."
-        )
+    for file, digest in entry["sha256"].items():
+        path = folder / name / file
+        if not path.is_file() or sha256(path) != digest:
+            raise CheckpointError(
+                f"{path} is missing or not the file {MANIFEST} lists (SHA-256 {digest[:12]}...): {_restore_advice(folder)}."
+            )
     return folder / name
 
 
@@ -104,57 +130,75 @@ def train_or_load(
     shipped = shipped_run(folder.name) if finished is None and root is None else None
     if shipped is not None:
         folder = shipped
-        if progress:
-            trained = json.loads((shipped.parent / MANIFEST).read_text())["provenance"]
-            print(
-                f"loaded the shipped checkpoint {shipped.parent.name}/{shipped.name}, trained by the course at commit "
-                f"{trained['commit']} on {trained['device']} ({COURSE_WEIGHTS_ENV}=0 trains it here instead)"
-            )
     elif not finished:  # a run killed after its first validation has a best/ but must still resume to config.steps
         resume = finished is not None
         Trainer(config, folder, data=data, resume=resume, overwrite=not resume, progress=progress).train()
     model, meta = load_checkpoint(folder / "best", expected=config, device=get_device())
-    return model, {**meta, "history": read_checkpoint_meta(folder / "last")["history"], "source": str(folder)}
+    meta = {**meta, "history": read_checkpoint_meta(folder / "last")["history"], "source": str(folder)}
+    if shipped is not None and progress:
+        exported = read_manifest(shipped.parent)["exported"]
+        print(
+            f"loaded the shipped checkpoint {shipped.parent.name}/{shipped.name}: the course's own run, exported at "
+            f"commit {exported['commit']} on {exported['device']} ({COURSE_WEIGHTS_ENV}=0 trains it here instead)"
+        )
+    return model, meta
 
 
 def export_course_weights(runs: list[Path], out: Path) -> dict:
-    """Copy finished real-data runs into ``out`` as shipped runs (:data:`SHIPPED`: the best EMA weights,
-    its metadata and the whole run's history) and write ``out/manifest.json``: each run's SHA-256,
-    size, dataset, preset, steps and best step, under the exporting environment's provenance.
-    A run already in the manifest is replaced. Synthetic-data, unfinished and latent runs are refused
-    (:class:`ValueError`, before anything is copied).
+    """Make ``out`` ship exactly ``runs``: copy each run's :data:`SHIPPED` files (the best EMA weights,
+    their metadata, the whole run's history) to ``out/<run_dir name>``, remove the run folders of a
+    previous export that are not among them, and write ``out/manifest.json``: each run's files'
+    SHA-256, size, dataset, preset, steps and best step, and the exporting environment's provenance.
+
+    Every run is checked before anything is written: it must be finished, on real data, in pixel
+    space (a latent run names its codec by a local path), in a folder named as :func:`run_dir` names
+    it, outside ``out``, with all of :data:`SHIPPED`. Each run is copied beside its final folder and
+    then swapped in.
+
+    Raises:
+        ValueError: a run that cannot be shipped, and why; nothing is written then.
 
     Returns:
         The manifest written.
     """
-    metas = {run: read_checkpoint_meta(run / "last") for run in runs}
-    for run, meta in metas.items():  # all checked before anything is copied
+    metas = {}
+    for run in runs:
+        meta = read_checkpoint_meta(run / "last")
         config = TrainConfig(**meta["config"])
-        if meta["synthetic_data"] or meta["step"] < config.steps or config.codec:
+        problems = [
+            f"step {meta['step']} of {config.steps}" if meta["step"] < config.steps else "",
+            "synthetic data" if meta["synthetic_data"] else "",
+            f"latent (codec {config.codec})" if config.codec else "",
+            f"its folder is not named {run_dir(config).name}" if run.name != run_dir(config).name else "",
+            f"it lies inside {out}" if run.resolve().is_relative_to(out.resolve()) else "",
+            *(f"no {name}" for name in SHIPPED if not (run / name).is_file()),
+        ]
+        if any(problems):
             raise ValueError(
-                f"{run}: only finished real-data pixel-space runs are shipped (step {meta['step']} of {config.steps}, "
-                f"synthetic data: {meta['synthetic_data']}, codec: {config.codec or None} - a latent run names its "
-                "codec by a local path)"
+                f"{run} cannot be shipped ({'; '.join(p for p in problems if p)}): only finished real-data "
+                "pixel-space runs of the course are"
             )
-    manifest_file = out / MANIFEST
-    manifest = json.loads(manifest_file.read_text()) if manifest_file.exists() else {"runs": {}}
+        metas[run] = meta
+    manifest = {"exported": provenance(), "runs": {}}
     for run, meta in metas.items():
-        target = out / run.name
-        shutil.rmtree(target, ignore_errors=True)
+        tmp = out / f".{run.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
         for name in SHIPPED:
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(run / name, target / name)
-        weights = target / "best" / "ema.safetensors"
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run / name, tmp / name)
+        swap_in(tmp, out / run.name)
         manifest["runs"][run.name] = {
             "dataset": meta["config"]["dataset"],
             "preset": meta["config"]["preset"],
             "steps": meta["config"]["steps"],
             "best_step": read_checkpoint_meta(run / "best")["step"],
-            "sha256": sha256(weights),
-            "bytes": weights.stat().st_size,
+            "sha256": {name: sha256(out / run.name / name) for name in SHIPPED},
+            "bytes": (out / run.name / "best" / "ema.safetensors").stat().st_size,
         }
-    manifest["provenance"] = provenance()
-    with atomic_path(manifest_file) as tmp:
+    for folder in out.iterdir():  # runs of a previous export that this one does not ship
+        if (folder / "best").is_dir() and folder.name not in manifest["runs"]:
+            shutil.rmtree(folder)
+    with atomic_path(out / MANIFEST) as tmp:
         tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
 

@@ -1,14 +1,15 @@
 """Ship the fast profile's course runs with the project: copy them into ``course_weights/``.
 
     MEDSYMMFLOW_COURSE_WEIGHTS=0 make course            # in a fresh clone: every chapter trains its runs
-    .venv/bin/python scripts/export_course_weights.py   # then copy its real-data runs and write the manifest
+    .venv/bin/python scripts/export_course_weights.py   # then ship its real-data runs and write the manifest
 
-Every finished real-data run in ``--runs`` (default ``runs/models``) is copied: its best EMA
-weights, their metadata and the whole run's validation history
-(:func:`medsymmflow.course.export_course_weights`); synthetic-data runs, unfinished runs and the
-latent chapter's codec and latent runs stay out (a latent run names its codec by a local path). Run it in a fresh clone, so that ``runs/models`` holds only what
-the course itself trained, at the commit the manifest records. ``tests/test_course_weights.py``
-fails when a chapter's run is missing from the manifest, e.g. after a recipe change: export again.
+The export ships exactly the runs it is given (:func:`medsymmflow.course.export_course_weights`:
+each run's best EMA weights, their metadata and the whole run's validation history; the folders of
+runs it does not ship are removed from ``course_weights/``). Given no run folders, it takes every
+finished real-data pixel-space run in ``--runs`` (default ``runs/models``), so run it so in a fresh
+clone, where ``runs/models`` holds only what the course trained; elsewhere, name the runs (e.g. the
+four that ``course_weights/README.md`` lists). ``tests/test_course_weights.py`` fails when a
+chapter's run is not shipped, e.g. after a recipe change: export again.
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=project_dir() / "runs" / "models")
     parser.add_argument("--out", type=Path, default=project_dir() / "course_weights")
+    parser.add_argument("run", nargs="*", type=Path, help="run folders to ship (default: every one in --runs)")
     args = parser.parse_args()
-    runs = course_runs(args.runs)
+    runs = args.run or (course_runs(args.runs) if args.runs.is_dir() else [])
     if not runs:
         raise SystemExit(
             f"no finished real-data runs in {args.runs}: run `MEDSYMMFLOW_COURSE_WEIGHTS=0 make course` first"

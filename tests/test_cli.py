@@ -128,14 +128,15 @@ def test_evaluate_generation_trains_the_fast_recipes_cnn_by_default(trained, mon
 
     def fake_train_or_load(settings, data):
         asked.update(settings=settings, data=data)
-        return "cnn", {}
+        return "cnn", {"source": "runs/models/the-cnn-run"}
 
     monkeypatch.setattr(course, "train_or_load", fake_train_or_load)
     meta = json.loads((trained / "best" / "config.json").read_text())
     data = synthetic_twin("breastmnist", 28, 0)
     classifier, name = commands._train_classifier(meta, data)
     settings = asked["settings"]
-    assert classifier == "cnn" and asked["data"] is data and "cnn-small, fast recipe" in name
+    assert classifier == "cnn" and asked["data"] is data and name.startswith("cnn-small, fast recipe")
+    assert name.endswith("(runs/models/the-cnn-run)")  # where the model was loaded from, shipped or trained
     assert (settings.preset, settings.dataset, settings.image_size, settings.seed) == (
         "cnn-small",
         "breastmnist",

@@ -10,9 +10,8 @@ Presets (``in_channels`` = image channels + mask channels):
   default, at 7 x 7) - CPU minutes; with two down-samplings it runs natively at 28 px (28 -> 14 -> 7).
 * ``tiny-narrow``: ``tiny`` with half its channels at 28 x 28 and 14 x 14 (16, 32, 64; 8 groups, so
   two channels a group as in ``tiny``; 0.64M parameters), where most of a step's convolution time
-  goes: a forward + backward + AdamW step at batch 64 took 0.30 s instead of ``tiny``'s 0.66 s on a
-  2-core CPU, a 600-step run 183-189 s instead of about 400. It classified worse than ``tiny`` on
-  PneumoniaMNIST, RetinaMNIST and the small stand-in (3 seeds each;
+  goes: its 600-step runs took 183-189 s on a 2-core CPU, ``tiny``'s about 400 s. It classified
+  worse than ``tiny`` on PneumoniaMNIST, RetinaMNIST and the small stand-in (3 seeds each;
   ``benchmarks/results/recipe_study_narrow_cpu_2026-12-06/``).
 * ``tiny-wide``: ``tiny`` with 128 channels at its 7 x 7 level and middle block (and so at the
   upsampler to 14 x 14; 2.5M parameters instead of 1.1M): more room where the whole image is
