@@ -62,20 +62,25 @@ def sha256(file: Path) -> str:
 
 
 def _restore_advice(folder: Path) -> str:
-    return f"restore it (git checkout -- {folder.name}), or set {COURSE_WEIGHTS_ENV}=0 to train the run here instead"
+    return f"restore it (git checkout -- {folder}), or set {COURSE_WEIGHTS_ENV}=0 to train the run here instead"
 
 
 def read_manifest(folder: Path) -> dict:
     """``folder/manifest.json``: ``{"exported": provenance, "runs": {name: entry}}`` (see :func:`export_course_weights`).
 
     Raises:
-        CheckpointError: it is not JSON or lacks those keys.
+        CheckpointError: it is not JSON, lacks those keys, or a run's entry lacks the SHA-256 of a
+            shipped file.
     """
     file = folder / MANIFEST
     try:
         manifest = json.loads(file.read_text())
-        if not isinstance(manifest.get("runs"), dict) or "commit" not in manifest.get("exported", {}):
+        runs, exported = manifest.get("runs"), manifest.get("exported")
+        if not isinstance(runs, dict) or not isinstance(exported, dict) or "commit" not in exported:
             raise KeyError("expected 'runs' and 'exported' with its 'commit'")
+        for name, entry in runs.items():
+            if not isinstance(entry, dict) or set(entry.get("sha256") or {}) != set(SHIPPED):
+                raise KeyError(f"{name}: expected the SHA-256 of {', '.join(SHIPPED)}")
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise CheckpointError(
             f"{file} is damaged ({type(error).__name__}: {error}): {_restore_advice(folder)}."

@@ -83,7 +83,7 @@ def test_a_changed_or_missing_file_is_refused_with_the_way_out(shipped, real_lik
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    advice = r"git checkout -- course_weights.*MEDSYMMFLOW_COURSE_WEIGHTS=0 to train"
+    advice = rf"git checkout -- {weights}\).*MEDSYMMFLOW_COURSE_WEIGHTS=0 to train"
     with pytest.raises(CheckpointError, match=rf"{file} is missing or not the file manifest.json lists.*{advice}"):
         course.train_or_load(_config(), real_like, progress=False)
     path.unlink()
@@ -93,13 +93,19 @@ def test_a_changed_or_missing_file_is_refused_with_the_way_out(shipped, real_lik
 
 def test_a_damaged_manifest_is_refused_with_the_way_out(shipped, real_like):
     _, weights = shipped
+    manifest = json.loads((weights / course.MANIFEST).read_text())
     (weights / course.MANIFEST).write_text('{"runs": ')
     with pytest.raises(
-        CheckpointError, match=r"manifest.json is damaged \(JSONDecodeError.*git checkout -- course_weights"
+        CheckpointError, match=rf"manifest.json is damaged \(JSONDecodeError.*git checkout -- {weights}\)"
     ):
         course.train_or_load(_config(), real_like, progress=False)
     (weights / course.MANIFEST).write_text('{"runs": {}}')
     with pytest.raises(CheckpointError, match="manifest.json is damaged.*expected 'runs' and 'exported'"):
+        course.train_or_load(_config(), real_like, progress=False)
+    ((name, entry),) = manifest["runs"].items()
+    del entry["sha256"]["last/config.json"]  # a run that would no longer be checked whole
+    (weights / course.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=f"{name}: expected the SHA-256 of best/config.json, best/ema"):
         course.train_or_load(_config(), real_like, progress=False)
 
 
