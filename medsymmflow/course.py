@@ -14,7 +14,6 @@ whole course runs on their machine in the chosen profile.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ from queue import Empty
 from medsymmflow.checkpoints import CheckpointError, load_checkpoint, read_checkpoint_meta, settings_key, swap_in
 from medsymmflow.config import COURSE_WEIGHTS_ENV, course_weights_dir, get_device, profile, runs_dir
 from medsymmflow.data import MedMNISTData, load_dataset
-from medsymmflow.files import atomic_path
+from medsymmflow.files import atomic_path, file_digest
 from medsymmflow.models.baselines import CNNClassifier
 from medsymmflow.models.symmflow import SymmetricFlow
 from medsymmflow.provenance import provenance
@@ -51,14 +50,6 @@ def run_dir(config: TrainConfig, synthetic: bool = False, root: Path | None = No
 
 MANIFEST = "manifest.json"
 SHIPPED = ("best/config.json", "best/ema.safetensors", "last/config.json")  # what a shipped run keeps
-
-
-def sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _restore_advice(folder: Path) -> str:
@@ -104,7 +95,7 @@ def shipped_run(name: str, folder: Path | None = None) -> Path | None:
         return None
     for file, digest in entry["sha256"].items():
         path = folder / name / file
-        if not path.is_file() or sha256(path) != digest:
+        if not path.is_file() or file_digest(path) != digest:
             raise CheckpointError(
                 f"{path} is missing or not the file {MANIFEST} lists (SHA-256 {digest[:12]}...): {_restore_advice(folder)}."
             )
@@ -149,16 +140,31 @@ def train_or_load(
     return model, meta
 
 
+def shipping_problems(run: Path, out: Path | None = None) -> list[str]:
+    """Why run folder ``run`` cannot be shipped (into ``out``); empty when it can. It must be finished,
+    on real data, in pixel space (a latent run names its codec by a local path), in a folder named as
+    :func:`run_dir` names it, outside ``out``, with all of :data:`SHIPPED`."""
+    meta = read_checkpoint_meta(run / "last")
+    config = TrainConfig(**meta["config"])
+    problems = [
+        f"step {meta['step']} of {config.steps}" if meta["step"] < config.steps else "",
+        "synthetic data" if meta["synthetic_data"] else "",
+        f"latent (codec {config.codec})" if config.codec else "",
+        f"its folder is not named {run_dir(config).name}" if run.name != run_dir(config).name else "",
+        f"it lies inside {out}" if out is not None and run.resolve().is_relative_to(out.resolve()) else "",
+        *(f"no {name}" for name in SHIPPED if not (run / name).is_file()),
+    ]
+    return [problem for problem in problems if problem]
+
+
 def export_course_weights(runs: list[Path], out: Path) -> dict:
     """Make ``out`` ship exactly ``runs``: copy each run's :data:`SHIPPED` files (the best EMA weights,
     their metadata, the whole run's history) to ``out/<run_dir name>``, remove the run folders of a
     previous export that are not among them, and write ``out/manifest.json``: each run's files'
     SHA-256, size, dataset, preset, steps and best step, and the exporting environment's provenance.
 
-    Every run is checked before anything is written: it must be finished, on real data, in pixel
-    space (a latent run names its codec by a local path), in a folder named as :func:`run_dir` names
-    it, outside ``out``, with all of :data:`SHIPPED`. Each run is copied beside its final folder and
-    then swapped in.
+    Every run is checked (:func:`shipping_problems`) before anything is written. Each run is copied
+    beside its final folder and then swapped in.
 
     Raises:
         ValueError: a run that cannot be shipped, and why; nothing is written then.
@@ -166,24 +172,13 @@ def export_course_weights(runs: list[Path], out: Path) -> dict:
     Returns:
         The manifest written.
     """
-    metas = {}
     for run in runs:
-        meta = read_checkpoint_meta(run / "last")
-        config = TrainConfig(**meta["config"])
-        problems = [
-            f"step {meta['step']} of {config.steps}" if meta["step"] < config.steps else "",
-            "synthetic data" if meta["synthetic_data"] else "",
-            f"latent (codec {config.codec})" if config.codec else "",
-            f"its folder is not named {run_dir(config).name}" if run.name != run_dir(config).name else "",
-            f"it lies inside {out}" if run.resolve().is_relative_to(out.resolve()) else "",
-            *(f"no {name}" for name in SHIPPED if not (run / name).is_file()),
-        ]
-        if any(problems):
+        problems = shipping_problems(run, out)
+        if problems:
             raise ValueError(
-                f"{run} cannot be shipped ({'; '.join(p for p in problems if p)}): only finished real-data "
-                "pixel-space runs of the course are"
+                f"{run} cannot be shipped ({'; '.join(problems)}): only finished real-data pixel-space runs of the course are"
             )
-        metas[run] = meta
+    metas = {run: read_checkpoint_meta(run / "last") for run in runs}
     manifest = {"exported": provenance(), "runs": {}}
     for run, meta in metas.items():
         tmp = out / f".{run.name}.tmp"
@@ -197,7 +192,7 @@ def export_course_weights(runs: list[Path], out: Path) -> dict:
             "preset": meta["config"]["preset"],
             "steps": meta["config"]["steps"],
             "best_step": read_checkpoint_meta(run / "best")["step"],
-            "sha256": {name: sha256(out / run.name / name) for name in SHIPPED},
+            "sha256": {name: file_digest(out / run.name / name) for name in SHIPPED},
             "bytes": (out / run.name / "best" / "ema.safetensors").stat().st_size,
         }
     for folder in out.iterdir():  # runs of a previous export that this one does not ship

@@ -3,10 +3,12 @@
 A reader (or a crash) sees either the old file or the complete new one, never a part:
 the bytes go to a temporary file in the target's folder (same file system, so the
 final :func:`os.replace` is atomic) that is deleted if anything fails before the rename.
+:func:`file_digest` is the one home of a file's checksum (the data's md5, the shipped runs' SHA-256).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -58,3 +60,12 @@ def check_writable(folder: str | os.PathLike) -> Path:
     except OSError as error:
         raise PermissionError(f"cannot write to {folder}: {error.strerror or error}") from error
     return folder
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256", chunk_size: int = 1 << 20) -> str:
+    """Hex digest of a file (any :mod:`hashlib` algorithm), read in chunks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()

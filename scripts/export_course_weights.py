@@ -17,19 +17,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from medsymmflow.checkpoints import read_checkpoint_meta
 from medsymmflow.config import project_dir
-from medsymmflow.course import export_course_weights
+from medsymmflow.course import export_course_weights, shipping_problems
 
 
 def course_runs(folder: Path) -> list[Path]:
-    """The finished real-data pixel-space runs in ``folder`` (checkpoint folders with a ``last/``), by name."""
-    runs = []
-    for run in sorted(p for p in folder.iterdir() if (p / "last" / "config.json").exists()):
-        meta = read_checkpoint_meta(run / "last")
-        if not meta["synthetic_data"] and meta["step"] >= meta["config"]["steps"] and not meta["config"]["codec"]:
-            runs.append(run)
-    return runs
+    """The runs in ``folder`` (checkpoint folders with a ``last/``) that can be shipped, by name."""
+    runs = sorted(p for p in folder.iterdir() if (p / "last" / "config.json").exists())
+    return [run for run in runs if not shipping_problems(run)]
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from medsymmflow import config, course
 from medsymmflow.checkpoints import CheckpointError, load_checkpoint
 from medsymmflow.data import synthetic_twin
 from medsymmflow.evaluate import evaluate_split
+from medsymmflow.files import file_digest
 from medsymmflow.recipes import TrainConfig, course_config, same_run_baseline
 
 
@@ -71,7 +72,7 @@ def test_the_manifest_lists_what_each_shipped_run_is(shipped):
     ((name, entry),) = manifest["runs"].items()
     shipped_files = sorted(p.relative_to(weights / name).as_posix() for p in (weights / name).rglob("*") if p.is_file())
     assert shipped_files == sorted(course.SHIPPED) == sorted(entry["sha256"])
-    assert entry["sha256"]["best/ema.safetensors"] == course.sha256(weights / name / "best" / "ema.safetensors")
+    assert entry["sha256"]["best/ema.safetensors"] == file_digest(weights / name / "best" / "ema.safetensors")
     assert (entry["dataset"], entry["preset"], entry["steps"], entry["best_step"]) == ("retinamnist", "tiny", 2, 2)
     assert {"commit", "device", "torch"} <= set(manifest["exported"])
 

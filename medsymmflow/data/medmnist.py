@@ -9,7 +9,6 @@ corrupted download never leaves a file that looks valid.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import urllib.error
@@ -22,7 +21,7 @@ from medmnist.info import INFO
 from tqdm.auto import tqdm
 
 from medsymmflow.config import project_dir
-from medsymmflow.files import atomic_path
+from medsymmflow.files import atomic_path, file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -116,11 +115,7 @@ def data_root(root: str | os.PathLike | None = None) -> Path:
 
 def md5sum(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
     """Hex md5 digest of a file, read in chunks."""
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, "md5", chunk_size)
 
 
 def verify_md5(path: str | os.PathLike, expected: str) -> None:
