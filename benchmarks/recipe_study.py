@@ -63,6 +63,10 @@ CANDIDATES = {
     "t1-25-wd01": {"classify_share": 0.25, "weight_decay": 0.01},
     # training images drawn as they come instead of weighted 1 / count(class) (the recipe's balanced sampling)
     "t1-25-unbal": {"classify_share": 0.25, "balanced": False},
+    # drawn as they come, each image's loss weighted n / (K count(class)): loss weighting, not balanced sampling
+    "t1-25-lossw": {"classify_share": 0.25, "balanced": False, "class_weighted_loss": True},
+    # the paper's 32 px (the 28 px images padded with black): the tiny UNet then works at 32, 16 and 8 px
+    "t1-25-32px": {"classify_share": 0.25, "image_size": 32},
     # the t = 1 quarter trains the mask term only (its image target is the input plus unpredictable noise)
     "t1-25-maskonly": {"classify_share": 0.25, "classify_mask_only": True},
     # the tiny UNet with 128 channels (not 64) at its 7 x 7 level and middle block (2.5M parameters, not 1.1M)

@@ -116,6 +116,10 @@ class TrainConfig:
         grad_clip: max gradient norm (0 disables clipping).
         balanced: sample training images with weights ``1 / count(class)`` (default: MedMNIST
             sets are unbalanced, and a tiny model otherwise drifts to the majority class).
+        class_weighted_loss: draw training images as they come and weigh each one's loss by
+            ``n / (K' count(class))`` instead (``n`` images, ``K'`` classes present: mean weight 1
+            over the training split), the loss-weighting alternative to ``balanced``; set
+            ``balanced`` false with it.
         flip: random horizontal flips.
         checkpoint_every: steps between validation + checkpoint.
         eval_samples: mask-noise draws per validation image.
@@ -150,6 +154,7 @@ class TrainConfig:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     balanced: bool = True
+    class_weighted_loss: bool = False
     flip: bool = False
     checkpoint_every: int = 200
     eval_samples: int = 1
@@ -184,6 +189,11 @@ class TrainConfig:
             problems.append(f"a latent model (codec {self.codec!r}) takes RGB masks, got mask_mode {self.mask_mode!r}")
         if self.classify_mask_only and not self.classify_share:
             problems.append("classify_mask_only trains the t = 1 share only: set classify_share > 0 with it")
+        if self.class_weighted_loss and self.balanced:
+            problems.append(
+                "balanced sampling and class_weighted_loss both correct the class imbalance: "
+                "set balanced false (--no-balanced) with class_weighted_loss"
+            )
         if self.dropout and self.preset in BASELINES:
             problems.append(f"dropout sets the flow's UNet; the baseline {self.preset!r} keeps its own")
         if self.codec and self.preset in BASELINES:
@@ -333,6 +343,7 @@ NEUTRAL = {
     "fit": "pad",
     "codec": "",
     "dropout": 0.0,
+    "class_weighted_loss": False,
 }
 
 

@@ -137,6 +137,12 @@ class Trainer:
             if config.balanced
             else torch.ones(len(self.train_labels), dtype=torch.float64)
         )
+        # the loss's class weights n / (K' count), K' classes present: mean 1 over the training split
+        self.class_weights = (
+            (n_train / (int((counts > 0).sum()) * counts.clamp(min=1))).float().to(self.accelerator.device)
+            if config.class_weighted_loss
+            else None
+        )
         if resume:
             self._load_state(self.out_dir / "last", extend)
 
@@ -192,7 +198,8 @@ class Trainer:
         while self.step < until:
             images, labels = self._batch()
             with self.accelerator.autocast():
-                parts = self.model.loss(images, labels, generator=self.noise_generator)
+                weights = None if self.class_weights is None else self.class_weights[labels]
+                parts = self.model.loss(images, labels, generator=self.noise_generator, weights=weights)
             loss = parts.total
             self.accelerator.backward(loss)
             if self.config.grad_clip > 0:

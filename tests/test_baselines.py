@@ -44,6 +44,16 @@ def test_distances_are_negative_log_probabilities():
     assert torch.allclose(predicted_class_distance(result.distances), -torch.log(p.max(1).values), atol=1e-5)
 
 
+def test_weighted_cross_entropy_is_the_weighted_mean_of_the_per_image_terms():
+    torch.manual_seed(0)
+    model = CNNClassifier(BASELINES["cnn-small"](1, 3), 1, 3).eval()
+    x, labels = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 1])
+    per_image = -torch.log_softmax(model(x), dim=1)[torch.arange(4), labels]
+    assert torch.isclose(model.loss(x, labels).total, per_image.mean())
+    weights = torch.tensor([2.0, 0.5, 1.0, 0.5])
+    assert torch.isclose(model.loss(x, labels, weights=weights).total, (weights * per_image).mean())
+
+
 def test_a_classifier_has_one_reading_and_refuses_a_decoding():
     model = CNNClassifier(BASELINES["cnn-small"](1, 2), 1, 2)
     with reading(model, decoding=None, mask_space=None) as same:

@@ -123,6 +123,12 @@ CASES = [
     Case("negative weight decay", TRAIN + NEW + ["--weight-decay", "-1"], 2, "weight_decay must lie in"),
     Case("dropout of 1", TRAIN + NEW + ["--dropout", "1"], 2, r"dropout must lie in [0.0, 0.9], got 1.0"),
     Case("zero learning rate", TRAIN + NEW + ["--lr", "0"], 2, "lr must be positive"),
+    Case(
+        "loss weights beside balanced sampling",
+        TRAIN + NEW + ["--class-weighted-loss"],
+        2,
+        "balanced sampling and class_weighted_loss both correct the class imbalance: set balanced false",
+    ),
     Case("zero gray beta", TRAIN + NEW + ["--gray-beta", "0"], 2, "gray_beta must be positive"),
     Case("unknown dataset", ["train", "--dataset", "pneumonia"] + NEW, 2, "Unknown MedMNIST flag 'pneumonia'"),
     Case("multi-label dataset", ["train", "--dataset", "chestmnist", "--allow-synthetic"] + NEW, 2, "multi-label"),

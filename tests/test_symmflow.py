@@ -168,6 +168,23 @@ def test_classify_mask_only_leaves_the_t_equal_1_samples_out_of_the_image_term()
     assert drawn.image == 0 and drawn.mask > 0
 
 
+def test_per_image_weights_make_both_terms_weighted_means():
+    images, labels = torch.randn(3, 1, 4, 4), torch.tensor([0, 1, 2])
+    t = torch.tensor([0.2, 0.7, 1.0])
+    noises = torch.randn(3, 1, 4, 4), torch.randn(3, 3, 4, 4)
+    for mask_only in (False, True):
+        model = SymmetricFlow(Scale(0.5), 1, 3, beta=0.0, classify_share=0.5, classify_mask_only=mask_only)
+        plain = model.loss(images, labels, t, *noises)
+        ones = model.loss(images, labels, t, *noises, weights=torch.ones(3))
+        assert all(torch.isclose(getattr(ones, term), getattr(plain, term)) for term in ("total", "image", "mask"))
+        # weights (3, 0, 0): the batch's loss is the first image's alone (3/3 of it in each mean)
+        first = model.loss(images[:1], labels[:1], t[:1], noises[0][:1], noises[1][:1])
+        weighted = model.loss(images, labels, t, *noises, weights=torch.tensor([3.0, 0.0, 0.0]))
+        assert torch.isclose(weighted.mask, first.mask)
+        # the image term of mask-only divides by the 2 images with t < 1, not 3
+        assert torch.isclose(weighted.image, first.image * (1.5 if mask_only else 1.0))
+
+
 def test_classify_share_sets_that_share_of_the_times_to_1():
     seen = []
 

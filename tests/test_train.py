@@ -314,6 +314,24 @@ def test_classify_mask_only_reaches_the_model_and_needs_a_share_at_t_equal_1():
         _config(classify_mask_only=True)
 
 
+def test_class_weighted_loss_weighs_each_class_by_n_over_k_count_and_needs_plain_sampling(tmp_path, data):
+    config = _config(balanced=False, class_weighted_loss=True)
+    trainer = Trainer(config, tmp_path / "weighted", data=data, progress=False)
+    counts = torch.bincount(trainer.train_labels, minlength=5).float()  # 10, 8, 9, 10, 11
+    torch.testing.assert_close(trainer.class_weights, len(trainer.train_labels) / (5 * counts))
+    torch.testing.assert_close(trainer.class_weights[trainer.train_labels].mean(), torch.tensor(1.0))
+    assert torch.equal(trainer.sample_weights, torch.ones(len(trainer.train_labels), dtype=torch.float64))
+    weighted = trainer.train()
+    plain = Trainer(_config(balanced=False), tmp_path / "plain", data=data, progress=False).train()
+    # the same batches and noise, the loss weighted: the runs part from the first step on
+    assert weighted.history[0]["train_loss"] != plain.history[0]["train_loss"]
+    saved = json.loads((tmp_path / "weighted" / "last" / "config.json").read_text())["config"]
+    assert (saved["class_weighted_loss"], saved["balanced"]) == (True, False)
+    assert Trainer(_config(balanced=False), tmp_path / "x", data=data, progress=False).class_weights is None
+    with pytest.raises(ValueError, match="balanced sampling and class_weighted_loss both correct the class imbalance"):
+        _config(class_weighted_loss=True)
+
+
 def test_dropout_is_the_flows_and_a_baseline_refuses_it():
     flow = build_model(_config(dropout=0.2), n_classes=5, image_channels=3)
     assert {m.p for name, m in flow.net.named_modules() if ".resnets." in name and isinstance(m, torch.nn.Dropout)} == {

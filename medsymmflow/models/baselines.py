@@ -94,10 +94,18 @@ class CNNClassifier(nn.Module):
         return self.net(images)
 
     def loss(
-        self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        generator: torch.Generator | None = None,
+        weights: torch.Tensor | None = None,
     ) -> CrossEntropy:
-        """Cross-entropy of the logits (``generator`` is unused: the loss draws no noise)."""
-        return CrossEntropy(nn.functional.cross_entropy(self(images), labels))
+        """Cross-entropy of the logits, ``mean_i w_i CE_i`` with per-image ``weights`` (default 1);
+        ``generator`` is unused: the loss draws no noise."""
+        if weights is None:
+            return CrossEntropy(nn.functional.cross_entropy(self(images), labels))
+        per_image = nn.functional.cross_entropy(self(images), labels, reduction="none")
+        return CrossEntropy(torch.mean(weights * per_image))
 
     @torch.no_grad()
     def classify(

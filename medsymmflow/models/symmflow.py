@@ -250,6 +250,7 @@ class SymmetricFlow(nn.Module):
         image_noise: torch.Tensor | None = None,
         mask_noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        weights: torch.Tensor | None = None,
     ) -> LossParts:
         """The symmetric flow-matching loss ``w * MSE_image + (1 - w) * MSE_mask``.
 
@@ -259,6 +260,9 @@ class SymmetricFlow(nn.Module):
         ``MSE_image = sum_i 1[t_i < 1] e_i / max(1, sum_i 1[t_i < 1])``, ``e_i`` sample i's mean
         squared image error: the samples at ``t = 1`` drop out, and each other one weighs
         ``N / #{t_i < 1}`` times as much as in the paper's mean (4/3 with a quarter at ``t = 1``).
+        Per-image ``weights`` ``a_i`` (class weights: the trainer's ``class_weighted_loss``) make
+        both terms weighted means, ``MSE = (1/N) sum_i a_i e_i`` (with ``classify_mask_only``, the
+        image term ``sum_i 1[t_i < 1] a_i e_i / max(1, sum_i 1[t_i < 1])``); none: every ``a_i = 1``.
         """
         self._check_images(images)
         n, size = images.shape[0], images.shape[-1]
@@ -276,12 +280,18 @@ class SymmetricFlow(nn.Module):
         mask_path = ot_path(masks, mask_noise, t, self.sigma_min)  # data -> noise
         predicted = self(torch.cat([image_path.z_t, mask_path.z_t], dim=1), t)
         image_error = (predicted[:, : self.image_channels] - image_path.velocity) ** 2
+        mask_error = (predicted[:, self.image_channels :] - mask_path.velocity) ** 2
+        per_image = image_error.flatten(1).mean(dim=1)
+        if weights is not None:
+            per_image = per_image * weights
         if self.classify_mask_only:
             trained = (t < 1).to(image_error.dtype)
-            image_loss = (image_error.flatten(1).mean(dim=1) * trained).sum() / trained.sum().clamp(min=1)
+            image_loss = (per_image * trained).sum() / trained.sum().clamp(min=1)
         else:
-            image_loss = torch.mean(image_error)
-        mask_loss = torch.mean((predicted[:, self.image_channels :] - mask_path.velocity) ** 2)
+            image_loss = torch.mean(image_error) if weights is None else torch.mean(per_image)
+        mask_loss = (
+            torch.mean(mask_error) if weights is None else torch.mean(weights * mask_error.flatten(1).mean(dim=1))
+        )
         total = self.image_weight * image_loss + (1 - self.image_weight) * mask_loss
         return LossParts(total, image_loss, mask_loss)
 
