@@ -50,8 +50,10 @@ def test_weighted_cross_entropy_is_the_weighted_mean_of_the_per_image_terms():
     x, labels = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 1])
     per_image = -torch.log_softmax(model(x), dim=1)[torch.arange(4), labels]
     assert torch.isclose(model.loss(x, labels).total, per_image.mean())
-    weights = torch.tensor([2.0, 0.5, 1.0, 0.5])
+    weights = torch.tensor([3.0, 0.5, 1.0, 0.5])  # sum 5, not 4: the mean divides by N, not by the weights' sum
     assert torch.isclose(model.loss(x, labels, weights=weights).total, (weights * per_image).mean())
+    with pytest.raises(ValueError, match=r"weights must hold one number per image, shape \(4,\); got \(4, 1\)"):
+        model.loss(x, labels, weights=weights[:, None])
 
 
 def test_a_classifier_has_one_reading_and_refuses_a_decoding():

@@ -177,12 +177,14 @@ def test_per_image_weights_make_both_terms_weighted_means():
         plain = model.loss(images, labels, t, *noises)
         ones = model.loss(images, labels, t, *noises, weights=torch.ones(3))
         assert all(torch.isclose(getattr(ones, term), getattr(plain, term)) for term in ("total", "image", "mask"))
-        # weights (3, 0, 0): the batch's loss is the first image's alone (3/3 of it in each mean)
+        # weights (2, 0, 0): each mean is 2/3 of the first image's term (divided by N = 3, not by the sum 2)
         first = model.loss(images[:1], labels[:1], t[:1], noises[0][:1], noises[1][:1])
-        weighted = model.loss(images, labels, t, *noises, weights=torch.tensor([3.0, 0.0, 0.0]))
-        assert torch.isclose(weighted.mask, first.mask)
-        # the image term of mask-only divides by the 2 images with t < 1, not 3
-        assert torch.isclose(weighted.image, first.image * (1.5 if mask_only else 1.0))
+        weighted = model.loss(images, labels, t, *noises, weights=torch.tensor([2.0, 0.0, 0.0]))
+        assert torch.isclose(weighted.mask, first.mask * 2 / 3)
+        # the image term of mask-only divides by the 2 images with t < 1: 2/2 of it
+        assert torch.isclose(weighted.image, first.image * (1.0 if mask_only else 2 / 3))
+    with pytest.raises(ValueError, match=r"weights must hold one number per image, shape \(3,\); got \(3, 1\)"):
+        model.loss(images, labels, t, *noises, weights=torch.ones(3, 1))
 
 
 def test_classify_share_sets_that_share_of_the_times_to_1():

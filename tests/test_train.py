@@ -265,7 +265,7 @@ def test_a_run_saved_before_the_new_fields_resumes(tmp_path, data):
     Trainer(_config(), tmp_path, data=data, progress=False).train(until_step=3)
     meta_path = tmp_path / "last" / "config.json"
     meta = json.loads(meta_path.read_text())
-    for field in ("gray_beta", "classify_share", "classify_mask_only", "restart_at"):  # written before these fields
+    for field in ("gray_beta", "classify_share", "classify_mask_only", "restart_at", "class_weighted_loss"):  # newer
         del meta["config"][field]
     meta_path.write_text(json.dumps(meta))
     resumed = Trainer(_config(), tmp_path, data=data, resume=True, progress=False)
@@ -284,12 +284,23 @@ def test_runs_cached_before_the_new_fields_keep_their_key():
     from medsymmflow.recipes import run_identity
 
     config = _config()
-    new_fields = ("gray_beta", "classify_share", "classify_mask_only", "restart_at", "fit", "codec", "dropout")
+    new_fields = (
+        "gray_beta",
+        "classify_share",
+        "classify_mask_only",
+        "restart_at",
+        "fit",
+        "codec",
+        "dropout",
+        "class_weighted_loss",
+    )
     before = {k: v for k, v in config.to_dict().items() if k not in new_fields}
     assert settings_key(run_identity(config)) == settings_key(before)
     assert settings_key(run_identity(_config(classify_share=0.25))) != settings_key(before)
     assert settings_key(run_identity(_config(codec="runs/models/codec", image_size=32))) != settings_key(before)
     assert settings_key(run_identity(_config(dropout=0.1))) != settings_key(before)
+    weighted = run_identity(_config(balanced=False, class_weighted_loss=True))
+    assert settings_key(weighted) != settings_key(run_identity(_config(balanced=False)))
     masked = _config(classify_share=0.25, classify_mask_only=True)
     assert settings_key(run_identity(masked)) != settings_key(run_identity(_config(classify_share=0.25)))
     assert "gray_beta" in run_identity(_config(mask_mode="gray"))

@@ -1,6 +1,6 @@
 """Discriminative baselines, behind the same interface as :class:`SymmetricFlow`.
 
-A :class:`CNNClassifier` has ``loss(images, labels, generator)`` and
+A :class:`CNNClassifier` has ``loss(images, labels, generator, weights)`` and
 ``classify(images, steps, solver, n_samples, generator)``, so the same trainer, evaluation,
 uncertainty and report code serve it and MedSymmFlow side by side. Its per-class
 "distances" are negative log-probabilities, ``d_k = -log p_k``; hence
@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
-from medsymmflow.models.symmflow import Classification
+from medsymmflow.models.symmflow import Classification, check_loss_weights
 
 
 @dataclass
@@ -102,6 +102,7 @@ class CNNClassifier(nn.Module):
     ) -> CrossEntropy:
         """Cross-entropy of the logits, ``mean_i w_i CE_i`` with per-image ``weights`` (default 1);
         ``generator`` is unused: the loss draws no noise."""
+        check_loss_weights(weights, len(images))
         if weights is None:
             return CrossEntropy(nn.functional.cross_entropy(self(images), labels))
         per_image = nn.functional.cross_entropy(self(images), labels, reduction="none")

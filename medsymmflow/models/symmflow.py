@@ -266,6 +266,7 @@ class SymmetricFlow(nn.Module):
         """
         self._check_images(images)
         n, size = images.shape[0], images.shape[-1]
+        check_loss_weights(weights, n)
         device = images.device
         masks = self.masks(labels, size, self.beta, generator)
         if t is None:
@@ -361,6 +362,12 @@ class SymmetricFlow(nn.Module):
             raise ValueError(
                 f"{what} must be (N, {self.image_channels}, H, W) for this model, got {tuple(images.shape)}"
             )
+
+
+def check_loss_weights(weights: torch.Tensor | None, n: int) -> None:
+    """Per-image loss weights are ``None`` or one number per image of the batch, shape ``(n,)``."""
+    if weights is not None and tuple(weights.shape) != (n,):
+        raise ValueError(f"weights must hold one number per image, shape ({n},); got {tuple(weights.shape)}")
 
 
 def _check_reading(decoding: str, mask_space: str) -> None:
