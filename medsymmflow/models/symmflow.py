@@ -282,17 +282,15 @@ class SymmetricFlow(nn.Module):
         predicted = self(torch.cat([image_path.z_t, mask_path.z_t], dim=1), t)
         image_error = (predicted[:, : self.image_channels] - image_path.velocity) ** 2
         mask_error = (predicted[:, self.image_channels :] - mask_path.velocity) ** 2
-        per_image = image_error.flatten(1).mean(dim=1)
-        if weights is not None:
-            per_image = per_image * weights
         if self.classify_mask_only:
             trained = (t < 1).to(image_error.dtype)
+            per_image = image_error.flatten(1).mean(dim=1)
+            if weights is not None:
+                per_image = per_image * weights
             image_loss = (per_image * trained).sum() / trained.sum().clamp(min=1)
         else:
-            image_loss = torch.mean(image_error) if weights is None else torch.mean(per_image)
-        mask_loss = (
-            torch.mean(mask_error) if weights is None else torch.mean(weights * mask_error.flatten(1).mean(dim=1))
-        )
+            image_loss = _mean_error(image_error, weights)
+        mask_loss = _mean_error(mask_error, weights)
         total = self.image_weight * image_loss + (1 - self.image_weight) * mask_loss
         return LossParts(total, image_loss, mask_loss)
 
@@ -362,6 +360,11 @@ class SymmetricFlow(nn.Module):
             raise ValueError(
                 f"{what} must be (N, {self.image_channels}, H, W) for this model, got {tuple(images.shape)}"
             )
+
+
+def _mean_error(error: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """``(1/N) sum_i a_i e_i``, ``e_i`` image i's mean of ``error``; without weights, the plain mean."""
+    return torch.mean(error) if weights is None else torch.mean(weights * error.flatten(1).mean(dim=1))
 
 
 def check_loss_weights(weights: torch.Tensor | None, n: int) -> None:
