@@ -69,6 +69,13 @@ CANDIDATES = {
     "t1-25-32px": {"classify_share": 0.25, "image_size": 32},
     # the t = 1 quarter trains the mask term only (its image target is the input plus unpredictable noise)
     "t1-25-maskonly": {"classify_share": 0.25, "classify_mask_only": True},
+    # random shifts of up to 2 px each way (edges repeated), the small-shift augmentation
+    "t1-25-shift2": {"classify_share": 0.25, "shift": 2},
+    # no weight averaging (EMA decay 0: the last weights), against diffusers' warm-up ceiling (0.97-0.985 here)
+    "t1-25-ema0": {"classify_share": 0.25, "ema_decay": 0.0},
+    # no learning-rate warm-up (the recipe's 50 steps), or three times as long
+    "t1-25-wu0": {"classify_share": 0.25, "warmup_steps": 0},
+    "t1-25-wu150": {"classify_share": 0.25, "warmup_steps": 150},
     # the tiny UNet with 128 channels (not 64) at its 7 x 7 level and middle block (2.5M parameters, not 1.1M)
     "t1-25-wide": {"classify_share": 0.25, "preset": "tiny-wide"},
     "t1-25-narrow": {"classify_share": 0.25, "preset": "tiny-narrow"},  # half the channels at 28 and 14 px

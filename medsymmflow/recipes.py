@@ -121,6 +121,9 @@ class TrainConfig:
             over the training split), the loss-weighting alternative to ``balanced``; set
             ``balanced`` false with it.
         flip: random horizontal flips.
+        shift: random whole-pixel shifts of training images, up to ``shift`` px each way (each
+            offset uniform in ``{-shift, ..., shift}``, edges repeated; 0: none), at most a quarter
+            of ``image_size``; pixel models only.
         checkpoint_every: steps between validation + checkpoint.
         eval_samples: mask-noise draws per validation image.
         select_metric: validation metric that picks the best checkpoint.
@@ -156,6 +159,7 @@ class TrainConfig:
     balanced: bool = True
     class_weighted_loss: bool = False
     flip: bool = False
+    shift: int = 0
     checkpoint_every: int = 200
     eval_samples: int = 1
     select_metric: str = "auc"
@@ -194,6 +198,12 @@ class TrainConfig:
                 "balanced sampling and class_weighted_loss both correct the class imbalance: "
                 "set balanced false (--no-balanced) with class_weighted_loss"
             )
+        if not isinstance(self.shift, int) or not 0 <= self.shift <= self.image_size // 4:
+            problems.append(
+                f"shift must be an integer in [0, {self.image_size // 4}] (a quarter of image_size), got {self.shift!r}"
+            )
+        if self.shift and self.codec:
+            problems.append("shift moves pixels, and a latent model trains on cached latents: train it without --shift")
         if self.dropout and self.preset in BASELINES:
             problems.append(f"dropout sets the flow's UNet; the baseline {self.preset!r} keeps its own")
         if self.codec and self.preset in BASELINES:
@@ -344,6 +354,7 @@ NEUTRAL = {
     "codec": "",
     "dropout": 0.0,
     "class_weighted_loss": False,
+    "shift": 0,
 }
 
 

@@ -41,7 +41,7 @@ from medsymmflow.checkpoints import (
     read_checkpoint_meta,
     swap_in,
 )
-from medsymmflow.data import MedMNISTData, load_dataset
+from medsymmflow.data import MedMNISTData, load_dataset, shift_images
 from medsymmflow.errors import NonFiniteError, TrainingInterrupted
 from medsymmflow.evaluate import evaluate_split
 from medsymmflow.latents import split_inputs
@@ -157,10 +157,14 @@ class Trainer:
             self.sample_weights, per_process * processes, replacement=True, generator=self.data_generator
         )
         flips = torch.rand(len(index), generator=self.data_generator) < 0.5
+        shift = self.config.shift  # its offsets are drawn only when on, so runs without it stay as they were
+        offsets = torch.randint(-shift, shift + 1, (len(index), 2), generator=self.data_generator) if shift else None
         index, flips = index[rank::processes], flips[rank::processes]
         images = self.train_images[index]
         if self.config.flip:
             images = torch.where(flips[:, None, None, None], images.flip(-1), images)
+        if shift:
+            images = shift_images(images, offsets[rank::processes])
         device = self.accelerator.device
         return images.to(device), self.train_labels[index].to(device)
 

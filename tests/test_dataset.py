@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 import torch
+from torchvision.transforms.v2 import functional as TF
 
-from medsymmflow.data import fit_size, synthetic_twin, to_float
+from medsymmflow.data import fit_size, shift_images, synthetic_twin, to_float
 
 
 def test_to_float_maps_uint8_to_unit_interval_channels_first():
@@ -23,6 +24,18 @@ def test_fit_size_pad_and_resize():
         fit_size(x, 16)
     with pytest.raises(ValueError, match="fit must be one of"):
         fit_size(x, 32, "crop")
+
+
+def test_shift_images_moves_each_image_by_its_own_offset_and_repeats_the_edges():
+    x = torch.arange(12.0).reshape(1, 1, 3, 4)
+    assert torch.equal(shift_images(x, torch.tensor([[0, 0]])), x)
+    down_right = shift_images(x, torch.tensor([[-1, 2]]))  # out[y, x] = in[clamp(y - 1), clamp(x + 2)]
+    assert down_right[0, 0].tolist() == [[2, 3, 3, 3], [2, 3, 3, 3], [6, 7, 7, 7]]
+    images, offsets = torch.randn(6, 3, 7, 9), torch.randint(-2, 3, (6, 2))
+    shifted = shift_images(images, offsets)
+    for image, out, (dy, dx) in zip(images, shifted, offsets.tolist()):  # torchvision's edge pad, then crop
+        padded = TF.pad(image, [2], padding_mode="edge")
+        assert torch.equal(out, TF.crop(padded, 2 + dy, 2 + dx, 7, 9))
 
 
 def test_dataset_items_and_flips():

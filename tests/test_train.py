@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from medsymmflow import course
 from medsymmflow import train as train_module
 from medsymmflow.checkpoints import load_checkpoint, read_checkpoint_meta
-from medsymmflow.data import synthetic_twin
+from medsymmflow.data import shift_images, synthetic_twin
 from medsymmflow.recipes import ConfigMismatchError, TrainConfig, build_model
 from medsymmflow.train import NonFiniteLossError, Trainer
 
@@ -265,7 +265,7 @@ def test_a_run_saved_before_the_new_fields_resumes(tmp_path, data):
     Trainer(_config(), tmp_path, data=data, progress=False).train(until_step=3)
     meta_path = tmp_path / "last" / "config.json"
     meta = json.loads(meta_path.read_text())
-    for field in ("gray_beta", "classify_share", "classify_mask_only", "restart_at", "class_weighted_loss"):  # newer
+    for field in ("gray_beta", "classify_share", "classify_mask_only", "restart_at", "class_weighted_loss", "shift"):
         del meta["config"][field]
     meta_path.write_text(json.dumps(meta))
     resumed = Trainer(_config(), tmp_path, data=data, resume=True, progress=False)
@@ -293,12 +293,14 @@ def test_runs_cached_before_the_new_fields_keep_their_key():
         "codec",
         "dropout",
         "class_weighted_loss",
+        "shift",
     )
     before = {k: v for k, v in config.to_dict().items() if k not in new_fields}
     assert settings_key(run_identity(config)) == settings_key(before)
     assert settings_key(run_identity(_config(classify_share=0.25))) != settings_key(before)
     assert settings_key(run_identity(_config(codec="runs/models/codec", image_size=32))) != settings_key(before)
     assert settings_key(run_identity(_config(dropout=0.1))) != settings_key(before)
+    assert settings_key(run_identity(_config(shift=2))) != settings_key(before)
     weighted = run_identity(_config(balanced=False, class_weighted_loss=True))
     assert settings_key(weighted) != settings_key(run_identity(_config(balanced=False)))
     masked = _config(classify_share=0.25, classify_mask_only=True)
@@ -341,6 +343,21 @@ def test_class_weighted_loss_weighs_each_class_by_n_over_k_count_and_needs_plain
     assert Trainer(_config(balanced=False), tmp_path / "x", data=data, progress=False).class_weights is None
     with pytest.raises(ValueError, match="balanced sampling and class_weighted_loss both correct the class imbalance"):
         _config(class_weighted_loss=True)
+
+
+def test_shift_moves_each_drawn_image_within_its_range_and_leaves_the_draws_of_the_rest(tmp_path, data):
+    plain = Trainer(_config(), tmp_path / "plain", data=data, progress=False)
+    shifted = Trainer(_config(shift=2), tmp_path / "shifted", data=data, progress=False)
+    (images, labels), (moved, moved_labels) = plain._batch(), shifted._batch()
+    assert torch.equal(labels, moved_labels)  # the same images, flipped the same way, then shifted
+    offsets = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
+    found = []
+    for image, out in zip(images, moved):
+        candidates = shift_images(image.expand(len(offsets), -1, -1, -1), torch.tensor(offsets))
+        found.append(next(o for o, c in zip(offsets, candidates) if torch.equal(c, out)))
+    assert len(set(found)) > 5  # offsets differ between images
+    with pytest.raises(ValueError, match="shift moves pixels, and a latent model trains on cached latents"):
+        _config(shift=2, codec="runs/models/codec", image_size=32)
 
 
 def test_dropout_is_the_flows_and_a_baseline_refuses_it():
