@@ -82,6 +82,7 @@ CANDIDATES = {
     "cnn-small": {"preset": "cnn-small"},  # course_config trains a baseline with no share of t
     "resnet18": {"preset": "resnet18"},  # MedMNIST v2's baseline (28 px), same trainer and steps
     "cnn-small-x2": {"preset": "cnn-small", "steps": 600, "checkpoint_every": 150},  # beside t1-25-x2
+    "cnn-small-shift2": {"preset": "cnn-small", "shift": 2},  # the same shifts, beside t1-25-shift2
 }
 DRAWS = (1, 8)
 SMALL = "pneumoniamnist-small"
