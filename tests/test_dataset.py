@@ -33,7 +33,9 @@ def test_shift_images_moves_each_image_by_its_own_offset_and_repeats_the_edges()
     assert down_right[0, 0].tolist() == [[2, 3, 3, 3], [2, 3, 3, 3], [6, 7, 7, 7]]
     images, offsets = torch.randn(6, 3, 7, 9), torch.randint(-2, 3, (6, 2))
     shifted = shift_images(images, offsets)
-    for image, out, (dy, dx) in zip(images, shifted, offsets.tolist()):  # torchvision's edge pad, then crop
+    for image, out, (dy, dx) in zip(
+        images, shifted, offsets.tolist(), strict=True
+    ):  # torchvision's edge pad, then crop
         padded = TF.pad(image, [2], padding_mode="edge")
         assert torch.equal(out, TF.crop(padded, 2 + dy, 2 + dx, 7, 9))
 

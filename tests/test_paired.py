@@ -38,3 +38,21 @@ def test_a_candidate_without_the_baselines_seeds_says_so(tmp_path, paired):
     path.write_text(json.dumps({"rows": [_row("t1-25", 0, 0.8, 0.9), _row("x", 1, 0.8, 0.9)]}))
     (line,) = paired.paired_table(paired.load_rows([path]), paired.load_rows([path]), "t1-25")[2:]
     assert "no paired run" in line
+
+
+def test_the_generation_check_pairs_each_group_with_the_first_by_seed():
+    check = load_benchmark("generation_check")
+    rows = [
+        dict(group=group, run="r", seed=seed, nfe=25, agreement=agreement, frechet=frechet, frechet_floor=0.1)
+        for group, seed, agreement, frechet in (
+            ("plain", 0, 1.00, 0.5),
+            ("plain", 1, 0.96, 0.7),
+            ("shifted", 1, 0.86, 3.7),  # listed before seed 0: paired by seed, not by position
+            ("shifted", 0, 0.90, 3.5),
+        )
+    ]
+    table = check.markdown({"judge": "cnn", "per_class": 50, "rows": rows}).splitlines()
+    shifted = next(line for line in table if line.startswith("| shifted"))
+    cells = [c.strip() for c in shifted.strip("|").split("|")]
+    assert cells[2:4] == ["0,1", "0.880 ± 0.028"]  # agreement 0.90, 0.86
+    assert cells[-2:] == ["-0.100 ± 0.000", "+3.000 ± 0.000"]  # both seeds: -0.10 agreement, +3.0 Fréchet

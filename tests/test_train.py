@@ -352,9 +352,9 @@ def test_shift_moves_each_drawn_image_within_its_range_and_leaves_the_draws_of_t
     assert torch.equal(labels, moved_labels)  # the same images, flipped the same way, then shifted
     offsets = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
     found = []
-    for image, out in zip(images, moved):
+    for image, out in zip(images, moved, strict=True):
         candidates = shift_images(image.expand(len(offsets), -1, -1, -1), torch.tensor(offsets))
-        found.append(next(o for o, c in zip(offsets, candidates) if torch.equal(c, out)))
+        found.append(next(o for o, c in zip(offsets, candidates, strict=True) if torch.equal(c, out)))
     assert len(set(found)) > 5  # offsets differ between images
     with pytest.raises(ValueError, match="shift moves pixels, and a latent model trains on cached latents"):
         _config(shift=2, codec="runs/models/codec", image_size=32)
