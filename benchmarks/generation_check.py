@@ -14,15 +14,15 @@ features, beside its real-vs-real floor. Groups are compared seed by seed with t
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
 from medsymmflow import generation
 from medsymmflow.checkpoints import load_checkpoint
+from medsymmflow.models.baselines import BASELINES
 from medsymmflow.provenance import provenance
 from medsymmflow.report import data_for_checkpoint
-from medsymmflow.reproduce_report import write_results
+from medsymmflow.reproduce_report import mean_sd, write_results
 
 METRICS = ("agreement", "frechet")
 
@@ -30,6 +30,8 @@ METRICS = ("agreement", "frechet")
 def check(groups: dict[str, list[Path]], judge: Path, nfes, per_class: int, data_root=None) -> dict:
     origin, start = provenance(), time.perf_counter()
     classifier, judge_meta = load_checkpoint(judge / "best")
+    if judge_meta["config"]["preset"] not in BASELINES:
+        raise SystemExit(f"the judge must be a CNN run ({', '.join(BASELINES)}), got {judge.name}")
     rows = []
     for group, runs in groups.items():
         for run in runs:
@@ -42,10 +44,8 @@ def check(groups: dict[str, list[Path]], judge: Path, nfes, per_class: int, data
                 model, classifier, data, per_class, config["image_size"], nfes, ("euler",), config["seed"], cas_nfes=()
             )
             for row in sweep:
-                rows.append(
-                    {"group": group, "run": run.name, "seed": config["seed"], **{k: row[k] for k in ("nfe", *METRICS)}}
-                )
-                rows[-1]["frechet_floor"] = row["frechet_floor"]
+                scores = {k: row[k] for k in ("nfe", *METRICS, "frechet_floor")}
+                rows.append({"group": group, "run": run.name, "seed": config["seed"], **scores})
                 print(
                     f"{group} seed {config['seed']} NFE {row['nfe']}: "
                     + ", ".join(f"{k} {row[k]:.3f}" for k in METRICS)
@@ -72,11 +72,6 @@ def markdown(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
 
-    def spread(values, sign=""):
-        return (
-            f"{statistics.mean(values):{sign}.3f} ± {statistics.stdev(values) if len(values) > 1 else float('nan'):.3f}"
-        )
-
     for group in groups:
         for nfe in sorted({r["nfe"] for r in results["rows"] if r["group"] == group}):
             cell = sorted(
@@ -84,14 +79,16 @@ def markdown(results: dict) -> str:
             )
             paired = [(r, first.get((r["seed"], nfe))) for r in cell]
             deltas = (
-                [spread([r[m] - base[m] for r, base in paired], "+") for m in METRICS]
-                if group != groups[0] and all(base for _, base in paired)
-                else ["", ""]
+                ["", ""]
+                if group == groups[0]
+                else [mean_sd([r[m] - base[m] for r, base in paired], signed=True) for m in METRICS]
+                if all(base for _, base in paired)
+                else ["no paired run", "no paired run"]
             )
             lines.append(
                 f"| {group} | {nfe} | {','.join(str(r['seed']) for r in cell)} | "
                 + " | ".join(
-                    [spread([r[m] for r in cell]) for m in METRICS] + [spread([r["frechet_floor"] for r in cell])]
+                    [mean_sd([r[m] for r in cell]) for m in METRICS] + [mean_sd([r["frechet_floor"] for r in cell])]
                 )
                 + " | "
                 + " | ".join(deltas)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from collections import defaultdict
 from pathlib import Path
+
+from medsymmflow.reproduce_report import mean_sd
 
 METRICS = ("acc", "auc", "balanced_accuracy")
 
@@ -28,12 +29,6 @@ def load_rows(paths: list[Path]) -> list[dict]:
         for row in json.loads(Path(path).read_text())["rows"]:
             rows.append({**row, "source": Path(path).parent.name})
     return rows
-
-
-def spread(values: list[float], signed: bool = False) -> str:
-    """``mean ± sd`` over seeds (sd with ddof 1; nan for one seed), signed for differences."""
-    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return f"{statistics.mean(values):{'+' if signed else ''}.3f} ± {sd:.3f}"
 
 
 def paired_table(rows: list[dict], baseline_rows: list[dict], baseline: str) -> list[str]:
@@ -54,9 +49,9 @@ def paired_table(rows: list[dict], baseline_rows: list[dict], baseline: str) -> 
     for (dataset, model, decoding, draws, source), group in sorted(groups.items()):
         group = sorted(group, key=lambda r: r["seed"])
         pairs = [(r, reference.get((dataset, draws, r["seed"]))) for r in group]
-        cells = [spread([r[m] for r in group]) for m in METRICS]
+        cells = [mean_sd([r[m] for r in group]) for m in METRICS]
         if all(base is not None for _, base in pairs):
-            deltas = [spread([r[m] - base[m] for r, base in pairs], signed=True) for m in METRICS]
+            deltas = [mean_sd([r[m] - base[m] for r, base in pairs], signed=True) for m in METRICS]
         else:
             deltas = ["no paired run"] * len(METRICS)
         seeds = ",".join(str(r["seed"]) for r in group)
@@ -72,7 +67,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path, help="recipe_study results.json files")
     parser.add_argument("--baseline", default="t1-25", help="the model the candidates are paired with")
-    parser.add_argument("--baseline-from", nargs="*", type=Path, default=[], help="results.json holding its rows")
+    parser.add_argument(
+        "--baseline-from",
+        nargs="*",
+        type=Path,
+        default=[],
+        help="results.json holding its rows (a seed found in several: the last file's)",
+    )
     args = parser.parse_args()
     rows = load_rows(args.results)
     baseline_rows = load_rows(args.baseline_from) if args.baseline_from else rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,12 @@ def plus_minus(entry: dict, metric: str, digits: int = 3) -> str:
         return "—"
     spread = entry.get(f"{metric}_std")
     return f"{entry[metric]:.{digits}f}" + ("" if spread is None else f" ± {spread:.{digits}f}")
+
+
+def mean_sd(values: list[float], signed: bool = False) -> str:
+    """``mean ± sd`` of per-seed values (sd with ddof 1; nan for one value), with its sign for differences."""
+    sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+    return f"{statistics.mean(values):{'+' if signed else ''}.3f} ± {sd:.3f}"
 
 
 def write_results(out: Path, results: dict, report: str) -> None:

@@ -29,13 +29,11 @@ def test_fit_size_pad_and_resize():
 def test_shift_images_moves_each_image_by_its_own_offset_and_repeats_the_edges():
     x = torch.arange(12.0).reshape(1, 1, 3, 4)
     assert torch.equal(shift_images(x, torch.tensor([[0, 0]])), x)
-    down_right = shift_images(x, torch.tensor([[-1, 2]]))  # out[y, x] = in[clamp(y - 1), clamp(x + 2)]
-    assert down_right[0, 0].tolist() == [[2, 3, 3, 3], [2, 3, 3, 3], [6, 7, 7, 7]]
+    down_left = shift_images(x, torch.tensor([[-1, 2]]))  # out[y, x] = in[clamp(y - 1), clamp(x + 2)]
+    assert down_left[0, 0].tolist() == [[2, 3, 3, 3], [2, 3, 3, 3], [6, 7, 7, 7]]
     images, offsets = torch.randn(6, 3, 7, 9), torch.randint(-2, 3, (6, 2))
     shifted = shift_images(images, offsets)
-    for image, out, (dy, dx) in zip(
-        images, shifted, offsets.tolist(), strict=True
-    ):  # torchvision's edge pad, then crop
+    for image, out, (dy, dx) in zip(images, shifted, offsets.tolist(), strict=True):  # torchvision's pad, crop
         padded = TF.pad(image, [2], padding_mode="edge")
         assert torch.equal(out, TF.crop(padded, 2 + dy, 2 + dx, 7, 9))
 

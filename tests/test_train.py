@@ -350,6 +350,13 @@ def test_shift_moves_each_drawn_image_within_its_range_and_leaves_the_draws_of_t
     shifted = Trainer(_config(shift=2), tmp_path / "shifted", data=data, progress=False)
     (images, labels), (moved, moved_labels) = plain._batch(), shifted._batch()
     assert torch.equal(labels, moved_labels)  # the same images, flipped the same way, then shifted
+    # without shifts, a batch draws the images and the flips and nothing more: runs keep their batches
+    expected = torch.Generator()
+    expected.set_state(Trainer(_config(), tmp_path / "again", data=data, progress=False).data_generator.get_state())
+    torch.multinomial(plain.sample_weights, plain.config.batch_size, replacement=True, generator=expected)
+    torch.rand(plain.config.batch_size, generator=expected)
+    assert torch.equal(plain.data_generator.get_state(), expected.get_state())
+    assert not torch.equal(shifted.data_generator.get_state(), expected.get_state())
     offsets = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)]
     found = []
     for image, out in zip(images, moved, strict=True):

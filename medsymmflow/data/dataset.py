@@ -64,16 +64,19 @@ def fit_size(images: torch.Tensor, image_size: int, fit: str = "pad") -> torch.T
 
 
 def shift_images(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Move each of (N, C, H, W) images by its own whole-pixel offset ``(dy, dx)`` (``offsets``: (N, 2) ints).
+    """Shift each of (N, C, H, W) images by its own whole-pixel offset ``(dy, dx)`` (``offsets``: (N, 2)
+    ints): its content moves up by ``dy`` and left by ``dx`` rows and columns (down and right when negative),
 
     ``out[n, :, y, x] = images[n, :, clamp(y + dy, 0, H - 1), clamp(x + dx, 0, W - 1)]``: the edge rows
     and columns are repeated into the uncovered border, as torchvision's ``pad(padding_mode="edge")``
     then ``crop`` at ``(s + dy, s + dx)`` give, but with one offset per image in a single indexing.
     """
     n, _, height, width = images.shape
-    rows = (torch.arange(height) + offsets[:, :1]).clamp(0, height - 1)  # (N, H)
-    cols = (torch.arange(width) + offsets[:, 1:]).clamp(0, width - 1)  # (N, W)
-    picked = images[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (N, H, W, C)
+    rows = (torch.arange(height, device=offsets.device) + offsets[:, :1]).clamp(0, height - 1)  # (N, H)
+    cols = (torch.arange(width, device=offsets.device) + offsets[:, 1:]).clamp(0, width - 1)  # (N, W)
+    picked = images[
+        torch.arange(n, device=offsets.device)[:, None, None], :, rows[:, :, None], cols[:, None, :]
+    ]  # (N, H, W, C)
     return picked.permute(0, 3, 1, 2).contiguous()
 
 
