@@ -110,8 +110,9 @@ def main() -> None:
     args = parser.parse_args()
     groups = {name: [Path(run) for run in runs] for name, *runs in args.group}
     results = check(groups, args.judge, tuple(args.nfes), args.per_class, args.data_root)
-    write_results(Path(args.out), results, markdown(results))
-    print(markdown(results))
+    report = markdown(results)
+    write_results(Path(args.out), results, report)
+    print(report)
 
 
 if __name__ == "__main__":
