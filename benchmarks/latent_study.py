@@ -143,8 +143,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/latent_study")
     args = parser.parse_args()
     results = run(args.dataset, args.seeds, Path(args.models), args.data_root, args.kinds)
-    write_results(Path(args.out), results, markdown(results))
-    print(markdown(results))
+    report = markdown(results)
+    write_results(Path(args.out), results, report)
+    print(report)
 
 
 if __name__ == "__main__":

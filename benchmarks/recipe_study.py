@@ -217,8 +217,9 @@ def main() -> None:
     parser.add_argument("--out", default="runs/recipe_study")
     args = parser.parse_args()
     results = run(args.datasets, args.candidates, args.seeds, Path(args.models), args.data_root, args.decodings)
-    write_results(Path(args.out), results, markdown(results))
-    print(markdown(results))
+    report = markdown(results)
+    write_results(Path(args.out), results, report)
+    print(report)
 
 
 if __name__ == "__main__":
