@@ -71,6 +71,8 @@ CANDIDATES = {
     "t1-25-maskonly": {"classify_share": 0.25, "classify_mask_only": True},
     # random shifts of up to 2 px each way (edges repeated), the small-shift augmentation
     "t1-25-shift2": {"classify_share": 0.25, "shift": 2},
+    # the same shifts on the t = 1 quarter only: the inputs of classification, never an image target at t < 1
+    "t1-25-shift2c": {"classify_share": 0.25, "shift": 2, "shift_scope": "classify"},
     # no weight averaging (EMA decay 0: the last weights), against diffusers' warm-up ceiling (0.97-0.985 here)
     "t1-25-ema0": {"classify_share": 0.25, "ema_decay": 0.0},
     # no learning-rate warm-up (the recipe's 50 steps), or three times as long

@@ -36,6 +36,7 @@ from medsymmflow.models.unet import PRESETS, VelocityUNet, make_unet
 MODEL_FIELDS = ("dataset", "size", "image_size", "fit", "codec", "preset", "mask_mode", "palette_index", "gray_beta")
 SELECT_METRICS = ("auc", "acc", "balanced_accuracy")
 MIXED_PRECISION = ("auto", "no", "bf16")
+SHIFT_SCOPES = ("all", "classify")
 
 
 # Closed ranges of the numeric TrainConfig fields that have one (math.inf: no upper bound).
@@ -124,6 +125,10 @@ class TrainConfig:
         shift: random whole-pixel shifts of training images, up to ``shift`` px each way (each
             offset uniform in ``{-shift, ..., shift}``, edges repeated; 0: none), at most a quarter
             of ``image_size``; pixel models only.
+        shift_scope: which training images the shifts move: ``all``, or ``classify``: only the
+            ``classify_share`` samples at ``t = 1``, the inputs of one-step classification (the flow's
+            image targets at ``t < 1``, what it learns to generate, stay unshifted); needs ``shift > 0``
+            and ``classify_share > 0``.
         checkpoint_every: steps between validation + checkpoint.
         eval_samples: mask-noise draws per validation image.
         select_metric: validation metric that picks the best checkpoint.
@@ -160,6 +165,7 @@ class TrainConfig:
     class_weighted_loss: bool = False
     flip: bool = False
     shift: int = 0
+    shift_scope: str = "all"
     checkpoint_every: int = 200
     eval_samples: int = 1
     select_metric: str = "auc"
@@ -204,6 +210,16 @@ class TrainConfig:
             )
         if self.shift and self.codec:
             problems.append("shift moves pixels, and a latent model trains on cached latents: train it without --shift")
+        if self.shift_scope not in SHIFT_SCOPES:
+            problems.append(f"shift_scope must be one of {SHIFT_SCOPES}, got {self.shift_scope!r}")
+        elif self.shift_scope == "classify" and not (self.shift and self.classify_share):
+            problems.append(
+                "shift_scope 'classify' shifts the t = 1 share only: set shift > 0 and classify_share > 0 with it"
+            )
+        elif self.shift_scope == "classify" and self.preset in BASELINES:
+            problems.append(
+                f"shift_scope 'classify' shifts a flow's t = 1 share; the baseline {self.preset!r} has no t"
+            )
         if self.dropout and self.preset in BASELINES:
             problems.append(f"dropout sets the flow's UNet; the baseline {self.preset!r} keeps its own")
         if self.codec and self.preset in BASELINES:
@@ -237,6 +253,7 @@ FIELD_CHOICES = {
     "decoding": ("auto",) + DECODINGS,
     "select_metric": SELECT_METRICS,
     "mixed_precision": MIXED_PRECISION,
+    "shift_scope": SHIFT_SCOPES,
 }
 
 
@@ -355,6 +372,7 @@ NEUTRAL = {
     "dropout": 0.0,
     "class_weighted_loss": False,
     "shift": 0,
+    "shift_scope": "all",
 }
 
 

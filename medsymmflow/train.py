@@ -149,8 +149,10 @@ class Trainer:
     def _parameters(self):
         return self.accelerator.unwrap_model(self.model.net).parameters()
 
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """This process's share of the next global batch, drawn from the data generator."""
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """This process's share of the next global batch, drawn from the data generator: its images,
+        labels, and, with ``shift_scope`` ``classify``, the shifted images the loss gives its t = 1 share
+        (else None: the shifts, if any, move ``images`` themselves)."""
         processes, rank = self.accelerator.num_processes, self.accelerator.process_index
         per_process = math.ceil(self.config.batch_size / processes)
         index = torch.multinomial(
@@ -163,10 +165,12 @@ class Trainer:
         images = self.train_images[index]
         if self.config.flip:
             images = torch.where(flips[:, None, None, None], images.flip(-1), images)
-        if shift:
-            images = shift_images(images, offsets[rank::processes])
+        moved = shift_images(images, offsets[rank::processes]) if shift else None
         device = self.accelerator.device
-        return images.to(device), self.train_labels[index].to(device)
+        labels = self.train_labels[index].to(device)
+        if moved is not None and self.config.shift_scope == "classify":
+            return images.to(device), labels, moved.to(device)
+        return (images if moved is None else moved).to(device), labels, None
 
     def train(self, until_step: int | None = None) -> TrainResult:
         """Train up to ``until_step`` (default: ``config.steps``), checkpointing on the way."""
@@ -200,10 +204,11 @@ class Trainer:
     def _loop(self, until: int, bar: tqdm) -> None:
         losses = []  # on the device: reading a loss waits for the GPU, so it is read only every LOG_EVERY steps
         while self.step < until:
-            images, labels = self._batch()
+            images, labels, classify_images = self._batch()
             with self.accelerator.autocast():
                 weights = None if self.class_weights is None else self.class_weights[labels]
-                parts = self.model.loss(images, labels, generator=self.noise_generator, weights=weights)
+                shifted = {} if classify_images is None else {"classify_images": classify_images}
+                parts = self.model.loss(images, labels, generator=self.noise_generator, weights=weights, **shifted)
             loss = parts.total
             self.accelerator.backward(loss)
             if self.config.grad_clip > 0:

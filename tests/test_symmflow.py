@@ -168,6 +168,26 @@ def test_classify_mask_only_leaves_the_t_equal_1_samples_out_of_the_image_term()
     assert drawn.image == 0 and drawn.mask > 0
 
 
+def test_classify_images_replace_the_images_at_t_equal_1_only():
+    images, moved = torch.randn(4, 1, 4, 4), torch.randn(4, 1, 4, 4)
+    labels, t = torch.tensor([0, 1, 2, 0]), torch.tensor([1.0, 0.3, 1.0, 0.6])
+    noises = torch.randn(4, 1, 4, 4), torch.randn(4, 3, 4, 4)
+    model = SymmetricFlow(Scale(0.5), 1, 3, beta=0.0, classify_share=0.5)
+    mixed = torch.where(torch.tensor([True, False, True, False]).view(-1, 1, 1, 1), moved, images)
+    given = model.loss(images, labels, t, *noises, classify_images=moved)
+    by_hand = model.loss(mixed, labels, t, *noises)
+    assert all(torch.equal(getattr(given, term), getattr(by_hand, term)) for term in ("total", "image", "mask"))
+    below_one = torch.tensor([0.1, 0.3, 0.9, 0.6])  # no sample at t = 1: the classify images are unused
+    assert torch.equal(
+        model.loss(images, labels, below_one, *noises, classify_images=moved).total,
+        model.loss(images, labels, below_one, *noises).total,
+    )
+    with pytest.raises(
+        ValueError, match=r"classify_images must have the shape of images \(4, 1, 4, 4\), got \(4, 1, 2, 2\)"
+    ):
+        model.loss(images, labels, t, *noises, classify_images=moved[..., :2, :2])
+
+
 def test_per_image_weights_make_both_terms_weighted_means():
     images, labels = torch.randn(3, 1, 4, 4), torch.tensor([0, 1, 2])
     t = torch.tensor([0.2, 0.7, 1.0])

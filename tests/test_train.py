@@ -294,6 +294,7 @@ def test_runs_cached_before_the_new_fields_keep_their_key():
         "dropout",
         "class_weighted_loss",
         "shift",
+        "shift_scope",
     )
     before = {k: v for k, v in config.to_dict().items() if k not in new_fields}
     assert settings_key(run_identity(config)) == settings_key(before)
@@ -301,6 +302,8 @@ def test_runs_cached_before_the_new_fields_keep_their_key():
     assert settings_key(run_identity(_config(codec="runs/models/codec", image_size=32))) != settings_key(before)
     assert settings_key(run_identity(_config(dropout=0.1))) != settings_key(before)
     assert settings_key(run_identity(_config(shift=2))) != settings_key(before)
+    scoped = _config(classify_share=0.25, shift=2, shift_scope="classify")
+    assert settings_key(run_identity(scoped)) != settings_key(run_identity(_config(classify_share=0.25, shift=2)))
     weighted = run_identity(_config(balanced=False, class_weighted_loss=True))
     assert settings_key(weighted) != settings_key(run_identity(_config(balanced=False)))
     masked = _config(classify_share=0.25, classify_mask_only=True)
@@ -348,7 +351,8 @@ def test_class_weighted_loss_weighs_each_class_by_n_over_k_count_and_needs_plain
 def test_shift_moves_each_drawn_image_within_its_range_and_leaves_the_draws_of_the_rest(tmp_path, data):
     plain = Trainer(_config(), tmp_path / "plain", data=data, progress=False)
     shifted = Trainer(_config(shift=2), tmp_path / "shifted", data=data, progress=False)
-    (images, labels), (moved, moved_labels) = plain._batch(), shifted._batch()
+    (images, labels, none), (moved, moved_labels, _) = plain._batch(), shifted._batch()
+    assert none is None
     assert torch.equal(labels, moved_labels)  # the same images, flipped the same way, then shifted
     # without shifts, a batch draws the images and the flips and nothing more: runs keep their batches
     expected = torch.Generator()
@@ -365,6 +369,34 @@ def test_shift_moves_each_drawn_image_within_its_range_and_leaves_the_draws_of_t
     assert len(set(found)) > 5  # offsets differ between images
     with pytest.raises(ValueError, match="shift moves pixels, and a latent model trains on cached latents"):
         _config(shift=2, codec="runs/models/codec", image_size=32)
+
+
+def test_shift_scope_classify_keeps_the_images_and_hands_the_same_shifts_to_the_t_equal_1_share(tmp_path, data):
+    everywhere = Trainer(_config(classify_share=0.25, shift=2), tmp_path / "all", data=data, progress=False)
+    scoped = Trainer(
+        _config(classify_share=0.25, shift=2, shift_scope="classify"), tmp_path / "classify", data=data, progress=False
+    )
+    plain = Trainer(_config(classify_share=0.25), tmp_path / "plain", data=data, progress=False)
+    (moved, labels, none), (images, same_labels, classify_images) = everywhere._batch(), scoped._batch()
+    assert none is None and torch.equal(labels, same_labels)
+    assert torch.equal(images, plain._batch()[0])  # the images themselves unshifted
+    assert torch.equal(classify_images, moved)  # the t = 1 share gets the shifts an "all" run would draw
+    # the loss gives them to the samples at t = 1 only, so the run differs from both neighbours
+    runs = {name: t.train().history[0]["train_loss"] for name, t in (("all", everywhere), ("classify", scoped))}
+    runs["plain"] = plain.train().history[0]["train_loss"]
+    assert len(set(runs.values())) == 3
+    saved = json.loads((tmp_path / "classify" / "last" / "config.json").read_text())["config"]
+    assert (saved["shift"], saved["shift_scope"]) == (2, "classify")
+    with pytest.raises(ValueError, match="shift_scope 'classify' shifts the t = 1 share only: set shift > 0"):
+        _config(classify_share=0.25, shift_scope="classify")
+    with pytest.raises(ValueError, match="shift_scope 'classify' shifts the t = 1 share only"):
+        _config(classify_share=0.0, shift=2, shift_scope="classify")
+    with pytest.raises(
+        ValueError, match="shift_scope 'classify' shifts a flow's t = 1 share; the baseline 'cnn-small'"
+    ):
+        _config(preset="cnn-small", classify_share=0.25, shift=2, shift_scope="classify")
+    with pytest.raises(ValueError, match=r"shift_scope must be one of \('all', 'classify'\), got 'mask'"):
+        _config(shift=2, shift_scope="mask")
 
 
 def test_dropout_is_the_flows_and_a_baseline_refuses_it():

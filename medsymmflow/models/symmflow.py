@@ -251,6 +251,7 @@ class SymmetricFlow(nn.Module):
         mask_noise: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         weights: torch.Tensor | None = None,
+        classify_images: torch.Tensor | None = None,
     ) -> LossParts:
         """The symmetric flow-matching loss ``w * MSE_image + (1 - w) * MSE_mask``.
 
@@ -263,8 +264,14 @@ class SymmetricFlow(nn.Module):
         Per-image ``weights`` ``a_i`` (class weights: the trainer's ``class_weighted_loss``) make
         both terms weighted means, ``MSE = (1/N) sum_i a_i e_i`` (with ``classify_mask_only``, the
         image term ``sum_i 1[t_i < 1] a_i e_i / max(1, sum_i 1[t_i < 1])``); none: every ``a_i = 1``.
+        ``classify_images`` (the shape of ``images``: the trainer's shifted copies) replace ``images``
+        where ``t_i = 1``, so only the inputs of one-step classification see them.
         """
         self._check_images(images)
+        if classify_images is not None and classify_images.shape != images.shape:
+            raise ValueError(
+                f"classify_images must have the shape of images {tuple(images.shape)}, got {tuple(classify_images.shape)}"
+            )
         n, size = images.shape[0], images.shape[-1]
         check_loss_weights(weights, n)
         device = images.device
@@ -273,6 +280,8 @@ class SymmetricFlow(nn.Module):
             t = sample_time(n, generator, device)
             if self.classify_share > 0:
                 t = torch.where(sample_time(n, generator, device) < self.classify_share, torch.ones_like(t), t)
+        if classify_images is not None:
+            images = torch.where((t == 1).view(-1, 1, 1, 1), classify_images, images)
         if image_noise is None:
             image_noise = _randn(images.shape, generator, device)
         if mask_noise is None:
