@@ -3,7 +3,7 @@
     python benchmarks/bench_selective.py --dataset pneumoniamnist [--profile fast|full] [--steps N]
 
 Both models are trained (or loaded from runs/models/) by the same trainer on the same data
-with the same number of steps; the script prints ACC, AUC, ECE (after a temperature fitted on
+with the same number of steps and the flow's shifts; the script prints ACC, AUC, ECE (after a temperature fitted on
 validation), AURC, E-AURC and accuracy at 80 % coverage for every uncertainty score, on the
 test split. It prints numbers and asserts nothing.
 """
@@ -37,7 +37,7 @@ def main() -> None:
     data = load_dataset(args.dataset, allow_synthetic=True, seed=args.seed)
     overrides = {"seed": args.seed, **({"steps": args.steps, "checkpoint_every": args.steps} if args.steps else {})}
     flow_config = course_config(args.dataset, profile, **overrides)
-    baseline_config = course_config(args.dataset, profile, preset=args.baseline, **overrides)
+    baseline_config = course_config(args.dataset, profile, preset=args.baseline, **overrides, shift=flow_config.shift)
     models = {
         "MedSymmFlow": train_or_load(flow_config, data)[0],
         f"CNN ({args.baseline})": train_or_load(baseline_config, data)[0],

@@ -11,8 +11,9 @@ PneumoniaMNIST's train split, its ~1:3 imbalance kept, tested on the real test s
 
 Every candidate is the course's ``fast`` recipe (:func:`medsymmflow.recipes.course_config`,
 its steps sized by the training split the run really has: 300 for the stand-in) with a few
-fields changed; ``cnn-small`` is the same-run discriminative baseline (same
-trainer, steps and data). Each run is evaluated on the test split with one noise draw and
+fields changed; ``cnn-small-shift2`` is the recipe's same-run discriminative baseline (same
+trainer, steps, data and shifts: :func:`medsymmflow.recipes.same_run_baseline`), ``cnn-small`` the
+same CNN unshifted. Each run is evaluated on the test split with one noise draw and
 with 8, with its configuration's own decoding (or, a flow, with each of ``--decodings``: the same
 weights read each way), beside the majority rule. Not a test: it prints the table and writes
 ``results.md`` and ``results.json`` (provenance: commit, versions, device, seeds, wall time per
@@ -40,11 +41,14 @@ from medsymmflow.reproduce import evaluate_test, majority_rule
 from medsymmflow.reproduce_report import summarize, summary_table, write_results
 
 # Each candidate: the fields it sets in the fast recipe (each says its share of t = 1, the lever studied).
+# Since 2026-12-07 the recipe shifts its t = 1 share (FAST_SHIFT); the studies before it ran without
+# shifts, as `t1-25-noshift` does (each results.json keeps every run's full configuration).
 CANDIDATES = {
     "paper": {"classify_share": 0.0},  # the paper's training: RGB masks, t ~ U(0, 1)
     "onehot": {"mask_mode": "onehot", "classify_share": 0.0},
     "gray": {"mask_mode": "gray", "classify_share": 0.0},
     "t1-25": {"classify_share": 0.25},  # the fast recipe as it is, its steps sized by the training split
+    "t1-25-noshift": {"classify_share": 0.25, "shift": 0, "shift_scope": "all"},  # the recipe until 2026-12-06
     "t1-50": {"classify_share": 0.5},
     # 600 steps whatever the split's size (on sets from 960 images up, the same run as t1-25)
     "t1-25-x2": {"classify_share": 0.25, "steps": 600, "checkpoint_every": 150},
@@ -70,8 +74,9 @@ CANDIDATES = {
     # the t = 1 quarter trains the mask term only (its image target is the input plus unpredictable noise)
     "t1-25-maskonly": {"classify_share": 0.25, "classify_mask_only": True},
     # random shifts of up to 2 px each way (edges repeated), the small-shift augmentation
-    "t1-25-shift2": {"classify_share": 0.25, "shift": 2},
-    # the same shifts on the t = 1 quarter only: the inputs of classification, never an image target at t < 1
+    "t1-25-shift2": {"classify_share": 0.25, "shift": 2, "shift_scope": "all"},
+    # the same shifts on the t = 1 quarter only, the inputs of classification, never an image target at
+    # t < 1 (the recipe's since 2026-12-07: the same runs as t1-25)
     "t1-25-shift2c": {"classify_share": 0.25, "shift": 2, "shift_scope": "classify"},
     # no weight averaging (EMA decay 0: the last weights), against diffusers' warm-up ceiling (0.97-0.985 here)
     "t1-25-ema0": {"classify_share": 0.25, "ema_decay": 0.0},
@@ -84,7 +89,8 @@ CANDIDATES = {
     "cnn-small": {"preset": "cnn-small"},  # course_config trains a baseline with no share of t
     "resnet18": {"preset": "resnet18"},  # MedMNIST v2's baseline (28 px), same trainer and steps
     "cnn-small-x2": {"preset": "cnn-small", "steps": 600, "checkpoint_every": 150},  # beside t1-25-x2
-    "cnn-small-shift2": {"preset": "cnn-small", "shift": 2},  # the same shifts, beside t1-25-shift2
+    # the same shifts on every image (all are classification inputs): the recipe's same-run CNN since 2026-12-07
+    "cnn-small-shift2": {"preset": "cnn-small", "shift": 2},
 }
 DRAWS = (1, 8)
 SMALL = "pneumoniamnist-small"

@@ -175,8 +175,8 @@ def _load_classifier(path: str, meta: dict, data) -> tuple:
 
 
 def _train_classifier(meta: dict, data) -> tuple:
-    """``(classifier, its description)``: the fast recipe's ``cnn-small`` for ``meta``'s data and
-    image size, trained once on the real training split and cached with the course's runs."""
+    """``(classifier, its description)``: the fast recipe's ``cnn-small`` for ``meta``'s data, image
+    size and shifts (for the course's flows, their same-run CNN), trained once on the real training split and cached with the course's runs."""
     from medsymmflow.course import train_or_load
     from medsymmflow.recipes import course_config
 
@@ -187,6 +187,7 @@ def _train_classifier(meta: dict, data) -> tuple:
         preset="cnn-small",
         image_size=meta["config"]["image_size"],
         seed=meta["config"]["seed"],
+        shift=meta["config"].get("shift", 0),  # the flow's shifts, as its same-run CNN has them
         allow_synthetic=data.synthetic,
     )
     classifier, classifier_meta = train_or_load(settings, data)

@@ -74,7 +74,8 @@ def run_demo(
         "",
         f"Data: {banner}.",
         f"Model: `{train_config.preset}` UNet, {train_config.image_size} px, {result.step} steps, "
-        f"batch {train_config.batch_size}, {train_config.classify_share:.0%} of each batch at t = 1, seed {seed}, "
+        f"batch {train_config.batch_size}, {train_config.classify_share:.0%} of each batch at t = 1{shifts(train_config)}, "
+        f"seed {seed}, "
         f"decoding `{train_config.decoding}`; "
         f"checkpoint chosen on the validation split (step {result.best_step}).",
         "",
@@ -89,3 +90,11 @@ def run_demo(
     write_text_atomic(path, "\n".join(report) + "\n")
     say(f"wrote {path} and figures in {seconds:.0f} s")
     return path
+
+
+def shifts(config) -> str:
+    """How a run shifts its training images, as the demo's report words it ("" without shifts)."""
+    if not config.shift:
+        return ""
+    which = "those images" if config.shift_scope == "classify" else "all images"
+    return f", {which} shifted by up to {config.shift} px"

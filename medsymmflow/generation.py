@@ -52,7 +52,7 @@ REFERENCE_NFE, REFERENCE_SOLVER = 25, "euler"  # the course's generation: 25 Eul
 GENERATED = 500  # images generated per model by default, spread evenly over the classes (ceil(500 / K) each)
 # The CAS classifier's steps (validated halfway): half the fast recipe's 300-step floor, about 50 s on
 # a 2-core CPU; the same for every row, so CAS values are comparable with each other (not with the
-# same-run CNN, which trains longer).
+# same-run CNN, which trains longer, on shifted images).
 CAS_STEPS = {"steps": 150, "checkpoint_every": 75}
 SWEEP_SOLVERS = ("euler", "midpoint", "heun")
 BATCH = 256

@@ -127,8 +127,8 @@ class TrainConfig:
             of ``image_size``; pixel models only.
         shift_scope: which training images the shifts move: ``all``, or ``classify``: only the
             ``classify_share`` samples at ``t = 1``, the inputs of one-step classification (the flow's
-            image targets at ``t < 1``, what it learns to generate, stay unshifted); needs ``shift > 0``
-            and ``classify_share > 0``.
+            image targets at ``t < 1``, what it learns to generate, stay unshifted; needs
+            ``classify_share > 0``). Without shifts it changes nothing (and is left out of a run's key).
         checkpoint_every: steps between validation + checkpoint.
         eval_samples: mask-noise draws per validation image.
         select_metric: validation metric that picks the best checkpoint.
@@ -212,11 +212,9 @@ class TrainConfig:
             problems.append("shift moves pixels, and a latent model trains on cached latents: train it without --shift")
         if self.shift_scope not in SHIFT_SCOPES:
             problems.append(f"shift_scope must be one of {SHIFT_SCOPES}, got {self.shift_scope!r}")
-        elif self.shift_scope == "classify" and not (self.shift and self.classify_share):
-            problems.append(
-                "shift_scope 'classify' shifts the t = 1 share only: set shift > 0 and classify_share > 0 with it"
-            )
-        elif self.shift_scope == "classify" and self.preset in BASELINES:
+        elif self.shift and self.shift_scope == "classify" and not self.classify_share:
+            problems.append("shift_scope 'classify' shifts the t = 1 share only: set classify_share > 0 with it")
+        elif self.shift and self.shift_scope == "classify" and self.preset in BASELINES:
             problems.append(
                 f"shift_scope 'classify' shifts a flow's t = 1 share; the baseline {self.preset!r} has no t"
             )
@@ -276,6 +274,13 @@ def config_field_help() -> dict[str, str]:
 # The full recipe stays the paper's (0).
 FAST_CLASSIFY_SHARE = 0.25
 
+# The inputs of that share, and only those, are shifted by up to FAST_SHIFT px each way
+# (shift_scope "classify"): on PneumoniaMNIST this raised the one-draw test AUC on every seed of
+# three (benchmarks/results/recipe_study_shift_classify_cpu_2026-12-07/) while the flow generated as
+# well as without shifts; shifting every image lifted classification alike but taught the flow to
+# generate shifted images (generation_check_shift_classify_cpu_2026-12-07/). Pixel flows only.
+FAST_SHIFT = 2
+
 # The fast recipe's length is sized by the training split: FAST_EPOCHS passes over it, in whole
 # validation intervals of FAST_CHECKPOINT_EVERY steps, within FAST_STEPS (batch 64; 0.7 to 1.1 s a
 # step on 2 CPU cores with validation, so at most 7 to 11 minutes of training; the 2026-12-03 recipe
@@ -310,7 +315,9 @@ def course_config(
     Both use the paper's masks and decoding (truncated palette index, per-pixel distance).
     ``fast``: the ``tiny`` UNet at native 28 px, batch 64, lr 1e-3, :func:`fast_steps` steps
     (300 to 600: CPU minutes), validated every 150, with :data:`FAST_CLASSIFY_SHARE` of each
-    batch at ``t = 1``. ``n_train``, the images in the training split, sizes both recipes
+    batch at ``t = 1`` and those images shifted by up to :data:`FAST_SHIFT` px (a pixel flow with a
+    share at ``t = 1`` only: a baseline is trained unshifted unless told, and
+    :func:`same_run_baseline` gives it its flow's shifts). ``n_train``, the images in the training split, sizes both recipes
     (default: the flag's official count; a subsample passes its own).
     ``full``: the paper's ``paper-pixel`` UNet at 32 px, AdamW 4e-4, batch 64, ``epochs`` epochs
     of the training split (default :func:`medsymmflow.config.full_epochs`: 100, a tenth of the
@@ -327,6 +334,8 @@ def course_config(
             lr=1e-3,
             checkpoint_every=FAST_CHECKPOINT_EVERY,
             classify_share=FAST_CLASSIFY_SHARE,
+            shift=FAST_SHIFT,
+            shift_scope="classify",
         )
     else:
         epochs = full_epochs() if epochs is None else epochs
@@ -343,14 +352,17 @@ def course_config(
             warmup_steps=math.ceil(steps / 20),
             checkpoint_every=max(steps // 10, 1),
         )
-    if overrides.get("preset") in BASELINES and "classify_share" not in overrides:
-        settings["classify_share"] = 0.0  # a discriminative baseline has no t to share
+    if overrides.get("preset") in BASELINES:
+        settings.update(classify_share=0.0, shift=0, shift_scope="all")  # a discriminative baseline has no t
+    elif overrides.get("codec") or not overrides.get("classify_share", settings.get("classify_share", 0.0)):
+        settings["shift"] = 0  # latents are cached unshifted; without a t = 1 share, no inputs to shift
     return TrainConfig(dataset=dataset, **{**settings, **overrides})
 
 
 def same_run_baseline(flow: TrainConfig, profile: Profile) -> TrainConfig:
     """The discriminative baseline beside a flow run: the profile's CNN (``cnn-small`` fast, ``resnet18``
-    full) on the same data, seed, steps and validation interval, trained by the same loop on real images."""
+    full) on the same data, seed, steps and validation interval, trained by the same loop on real images,
+    with the flow's shifts (every image a CNN sees is a classification input, so all are shifted)."""
     return course_config(
         flow.dataset,
         profile,
@@ -358,6 +370,7 @@ def same_run_baseline(flow: TrainConfig, profile: Profile) -> TrainConfig:
         preset=profile.pick(fast="cnn-small", full="resnet18"),
         steps=flow.steps,
         checkpoint_every=flow.checkpoint_every,
+        shift=flow.shift,
     )
 
 
@@ -378,11 +391,13 @@ NEUTRAL = {
 
 def run_identity(config: TrainConfig) -> dict:
     """The settings that make a run what it is: every field, except those at their :data:`NEUTRAL`
-    value and ``gray_beta`` outside gray masks (neither changes what is trained)."""
+    value, ``gray_beta`` outside gray masks and ``shift_scope`` without shifts (none changes what is
+    trained)."""
+    unused = {"gray_beta": config.mask_mode != "gray", "shift_scope": not config.shift}
     return {
         name: value
         for name, value in config.to_dict().items()
-        if not (name in NEUTRAL and value == NEUTRAL[name]) and not (name == "gray_beta" and config.mask_mode != "gray")
+        if not (name in NEUTRAL and value == NEUTRAL[name]) and not unused.get(name, False)
     }
 
 

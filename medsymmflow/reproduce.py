@@ -10,8 +10,8 @@ For each dataset and seed:
    protocol) and with ``draws`` draws, each with the official decoding (mean over pixels
    of the per-pixel colour distance) and with the mean-colour and pixel-vote variants;
 3. train a discriminative baseline (the ``full`` recipe: torchvision's ResNet-18, 28/32 px
-   variant; ``fast``: the small CNN) with the same trainer, data, sampling and number of
-   steps, and evaluate it alike (MC dropout for the draws);
+   variant; ``fast``: the small CNN) with the same trainer, data, sampling, shifts and number
+   of steps, and evaluate it alike (MC dropout for the draws);
 4. put both beside the paper (RGB-28), MedMNIST v2's ResNet-18 and the majority-class rule.
 
 Writes ``results.json`` (every number, the validation history, provenance: commit,
@@ -104,7 +104,11 @@ def model_configs(dataset: str, settings: Settings, seed: int, epochs: int) -> d
     )
     flow = course_config(dataset, recipe, epochs=epochs, seed=seed, **smoke)
     baseline = course_config(
-        dataset, recipe, epochs=epochs, seed=seed, **{**smoke, "preset": BASELINES[settings.recipe]}
+        dataset,
+        recipe,
+        epochs=epochs,
+        seed=seed,
+        **{**smoke, "preset": BASELINES[settings.recipe], "shift": flow.shift},
     )
     return {"MedSymmFlow": flow, BASELINE_NAMES[baseline.preset]: baseline}
 

@@ -123,7 +123,12 @@ CASES = [
     Case("negative weight decay", TRAIN + NEW + ["--weight-decay", "-1"], 2, "weight_decay must lie in"),
     Case("dropout of 1", TRAIN + NEW + ["--dropout", "1"], 2, r"dropout must lie in [0.0, 0.9], got 1.0"),
     Case("shift past a quarter", TRAIN + NEW + ["--shift", "8"], 2, "shift must be an integer in [0, 7] (a quarter"),
-    Case("shift scope without shifts", TRAIN + NEW + ["--shift-scope", "classify"], 2, "set shift > 0 and classify_share"),
+    Case(
+        "shifts of a t = 1 share that is not there",
+        TRAIN + NEW + ["--shift", "2", "--shift-scope", "classify"],
+        2,
+        "shift_scope 'classify' shifts the t = 1 share only: set classify_share > 0",
+    ),
     Case("zero learning rate", TRAIN + NEW + ["--lr", "0"], 2, "lr must be positive"),
     Case(
         "loss weights beside balanced sampling",

@@ -287,6 +287,10 @@ def test_the_same_run_baseline_follows_its_flow():
         flow.checkpoint_every,
         0.0,
     )
+    # every image the CNN sees is a classification input: it gets the flow's shifts on all of them
+    assert (flow.shift, flow.shift_scope, cnn.shift, cnn.shift_scope) == (2, "classify", 2, "all")
+    unshifted = course_config("retinamnist", profile("fast"), shift=0)
+    assert same_run_baseline(unshifted, profile("fast")).shift == 0
     assert same_run_baseline(course_config("retinamnist", profile("full")), profile("full")).preset == "resnet18"
 
 

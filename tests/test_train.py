@@ -143,7 +143,7 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 def test_course_config_profiles():
     from medsymmflow.config import Profile
-    from medsymmflow.recipes import course_config
+    from medsymmflow.recipes import course_config, run_identity
 
     fast = course_config("pneumoniamnist", Profile("fast"))
     assert (fast.preset, fast.image_size, fast.steps, fast.classify_share) == ("tiny", 28, 600, 0.25)
@@ -155,10 +155,26 @@ def test_course_config_profiles():
         course_config("pneumoniamnist", Profile("full"), n_train=0)
     assert course_config("pneumoniamnist", Profile("fast"), classify_share=0.0).classify_share == 0.0  # overridable
     assert course_config("pneumoniamnist", Profile("fast"), preset="cnn-small").classify_share == 0.0  # no t in a CNN
+    # the fast recipe shifts the inputs of its t = 1 share; what has no such share (or trains on latents) is unshifted
+    assert (fast.shift, fast.shift_scope) == (2, "classify")
+    for unshifted in (
+        dict(preset="cnn-small"),
+        dict(classify_share=0.0),
+        dict(codec="runs/models/codec", image_size=32),
+        dict(shift=0),
+    ):
+        run = course_config("pneumoniamnist", Profile("fast"), **unshifted)
+        assert run.shift == 0, unshifted
+    # without shifts the scope changes nothing, and the run keeps the key of a run without the field
+    assert run_identity(course_config("pneumoniamnist", Profile("fast"), shift=0)) == run_identity(
+        course_config("pneumoniamnist", Profile("fast"), shift=0, shift_scope="all")
+    )
+    assert course_config("pneumoniamnist", Profile("fast"), preset="cnn-small", shift=2).shift == 2  # overridable
     full = course_config("pneumoniamnist", Profile("full"), seed=4)
     assert (full.preset, full.image_size, full.lr, full.seed, full.classify_share) == ("paper-pixel", 32, 4e-4, 4, 0.0)
     assert full.steps == 100 * 74  # 100 epochs of 4,708 images in batches of 64
     assert (full.warmup_steps, full.checkpoint_every) == (370, 740)  # 5 % warm-up, validation every tenth
+    assert full.shift == 0  # the paper's training: no shifts
     short = course_config("pneumoniamnist", Profile("full"), steps=300)
     assert (short.steps, short.warmup_steps, short.checkpoint_every) == (300, 15, 30)  # they follow overridden steps
 
@@ -387,9 +403,7 @@ def test_shift_scope_classify_keeps_the_images_and_hands_the_same_shifts_to_the_
     assert len(set(runs.values())) == 3
     saved = json.loads((tmp_path / "classify" / "last" / "config.json").read_text())["config"]
     assert (saved["shift"], saved["shift_scope"]) == (2, "classify")
-    with pytest.raises(ValueError, match="shift_scope 'classify' shifts the t = 1 share only: set shift > 0"):
-        _config(classify_share=0.25, shift_scope="classify")
-    with pytest.raises(ValueError, match="shift_scope 'classify' shifts the t = 1 share only"):
+    with pytest.raises(ValueError, match="shift_scope 'classify' shifts the t = 1 share only: set classify_share > 0"):
         _config(classify_share=0.0, shift=2, shift_scope="classify")
     with pytest.raises(
         ValueError, match="shift_scope 'classify' shifts a flow's t = 1 share; the baseline 'cnn-small'"
