@@ -128,7 +128,7 @@ class TrainConfig:
         shift_scope: which training images the shifts move: ``all``, or ``classify``: only the
             ``classify_share`` samples at ``t = 1``, the inputs of one-step classification (the flow's
             image targets at ``t < 1``, what it learns to generate, stay unshifted; needs
-            ``classify_share > 0``). Without shifts it changes nothing (and is left out of a run's key).
+            ``classify_share > 0``). Without shifts it is set to ``all``.
         checkpoint_every: steps between validation + checkpoint.
         eval_samples: mask-noise draws per validation image.
         select_metric: validation metric that picks the best checkpoint.
@@ -177,6 +177,8 @@ class TrainConfig:
         check_task(dataset_info(self.dataset))
         if self.decoding == "auto" and self.mask_mode in MODE_DECODINGS:
             self.decoding = MODE_DECODINGS[self.mask_mode]
+        if self.shift == 0 and self.shift_scope in SHIFT_SCOPES:
+            self.shift_scope = "all"  # without shifts the scope changes nothing: one spelling, one cache key
         problems = []
         if self.preset not in PRESETS and self.preset not in BASELINES:
             problems.append(f"preset must be one of {tuple(PRESETS) + tuple(BASELINES)}, got {self.preset!r}")
@@ -355,19 +357,23 @@ def course_config(
     if overrides.get("preset") in BASELINES:
         settings.update(classify_share=0.0, shift=0, shift_scope="all")  # a discriminative baseline has no t
     elif overrides.get("codec") or not overrides.get("classify_share", settings.get("classify_share", 0.0)):
-        settings["shift"] = 0  # latents are cached unshifted; without a t = 1 share, no inputs to shift
+        settings.update(shift=0, shift_scope="all")  # latents are cached unshifted; no t = 1 share: no inputs to shift
     return TrainConfig(dataset=dataset, **{**settings, **overrides})
 
 
 def same_run_baseline(flow: TrainConfig, profile: Profile) -> TrainConfig:
     """The discriminative baseline beside a flow run: the profile's CNN (``cnn-small`` fast, ``resnet18``
-    full) on the same data, seed, steps and validation interval, trained by the same loop on real images,
-    with the flow's shifts (every image a CNN sees is a classification input, so all are shifted)."""
+    full) on the same data (file size, input side, synthetic twin or not), seed, steps and validation
+    interval, trained by the same loop, with the flow's shifts (every image a CNN sees is a
+    classification input, so all are shifted)."""
     return course_config(
         flow.dataset,
         profile,
         seed=flow.seed,
         preset=profile.pick(fast="cnn-small", full="resnet18"),
+        size=flow.size,
+        image_size=flow.image_size,
+        allow_synthetic=flow.allow_synthetic,
         steps=flow.steps,
         checkpoint_every=flow.checkpoint_every,
         shift=flow.shift,
@@ -391,13 +397,11 @@ NEUTRAL = {
 
 def run_identity(config: TrainConfig) -> dict:
     """The settings that make a run what it is: every field, except those at their :data:`NEUTRAL`
-    value, ``gray_beta`` outside gray masks and ``shift_scope`` without shifts (none changes what is
-    trained)."""
-    unused = {"gray_beta": config.mask_mode != "gray", "shift_scope": not config.shift}
+    value and ``gray_beta`` outside gray masks (neither changes what is trained)."""
     return {
         name: value
         for name, value in config.to_dict().items()
-        if not (name in NEUTRAL and value == NEUTRAL[name]) and not unused.get(name, False)
+        if not (name in NEUTRAL and value == NEUTRAL[name]) and not (name == "gray_beta" and config.mask_mode != "gray")
     }
 
 

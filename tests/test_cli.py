@@ -144,6 +144,10 @@ def test_evaluate_generation_trains_the_fast_recipes_cnn_by_default(trained, mon
         0,
     )
     assert settings.steps == fast_steps(546) and settings.allow_synthetic
+    assert settings.shift == meta["config"]["shift"] == 0  # the flow's shifts (none in this tiny run)
+    shifted = {**meta, "config": {**meta["config"], "shift": 2}}
+    commands._train_classifier(shifted, data)
+    assert (asked["settings"].shift, asked["settings"].shift_scope) == (2, "all")  # a course flow's: every image
 
 
 def test_argument_parser_rejects_bad_values(capsys):

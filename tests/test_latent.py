@@ -291,6 +291,10 @@ def test_the_same_run_baseline_follows_its_flow():
     assert (flow.shift, flow.shift_scope, cnn.shift, cnn.shift_scope) == (2, "classify", 2, "all")
     unshifted = course_config("retinamnist", profile("fast"), shift=0)
     assert same_run_baseline(unshifted, profile("fast")).shift == 0
+    # the same data: a synthetic 16 px flow gets a synthetic 16 px CNN
+    small = course_config("pneumoniamnist", profile("fast"), size=16, image_size=16, allow_synthetic=True, steps=20)
+    twin = same_run_baseline(small, profile("fast"))
+    assert (twin.size, twin.image_size, twin.allow_synthetic, twin.steps, twin.shift) == (16, 16, True, 20, 2)
     assert same_run_baseline(course_config("retinamnist", profile("full")), profile("full")).preset == "resnet18"
 
 

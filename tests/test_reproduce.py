@@ -82,6 +82,7 @@ def test_each_recipe_pairs_medsymmflow_with_its_same_run_baseline():
 
     fast = model_configs("retinamnist", Settings(recipe="fast"), seed=2, epochs=100)
     assert [c.preset for c in fast.values()] == ["tiny", "cnn-small"]
+    assert [(c.shift, c.shift_scope) for c in fast.values()] == [(2, "classify"), (2, "all")]  # the flow's shifts
     assert all(c.steps == 600 and c.seed == 2 and c.palette_index == "truncate" for c in fast.values())
     full = model_configs("retinamnist", Settings(recipe="full"), seed=0, epochs=27)
     assert [c.preset for c in full.values()] == ["paper-pixel", "resnet18"]

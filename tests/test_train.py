@@ -170,6 +170,10 @@ def test_course_config_profiles():
         course_config("pneumoniamnist", Profile("fast"), shift=0, shift_scope="all")
     )
     assert course_config("pneumoniamnist", Profile("fast"), preset="cnn-small", shift=2).shift == 2  # overridable
+    # asked for shifts without a t = 1 share, a flow shifts every image (no scope left over from the recipe)
+    every = course_config("pneumoniamnist", Profile("fast"), classify_share=0.0, shift=2)
+    assert (every.shift, every.shift_scope) == (2, "all")
+    assert course_config("pneumoniamnist", Profile("fast"), shift=0).shift_scope == "all"  # one spelling without shifts
     full = course_config("pneumoniamnist", Profile("full"), seed=4)
     assert (full.preset, full.image_size, full.lr, full.seed, full.classify_share) == ("paper-pixel", 32, 4e-4, 4, 0.0)
     assert full.steps == 100 * 74  # 100 epochs of 4,708 images in batches of 64
