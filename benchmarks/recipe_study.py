@@ -5,12 +5,15 @@
 
 Datasets: any MedMNIST flag (the real files); ``pneumoniamnist-small``, the small imbalanced
 stand-in (:func:`small_standin`: 546 training and 78 validation images drawn stratified from
-PneumoniaMNIST's train split, its ~1:3 imbalance kept, tested on the real test split); and
+PneumoniaMNIST's train split, its ~1:3 imbalance kept, tested on the real test split);
+``retinamnist-skewed``, a lopsided stand-in (:func:`skewed_standin`: every RetinaMNIST split thinned
+so that grade 0 holds 67 %, DermaMNIST's share of its majority class, in the test split too); and
 ``synthetic-FLAG``, the procedural twin of a flag (its classes and channels, e.g. K = 11 for
 ``organamnist``; at most 1,500 images a split), for many-class behaviour.
 
 Every candidate is the course's ``fast`` recipe (:func:`medsymmflow.recipes.course_config`,
-its steps sized by the training split the run really has: 300 for the stand-in) with a few
+its steps sized by the training split the run really has: 300 for the small stand-in, 450 for the
+lopsided one) with a few
 fields changed; ``cnn-small-shift2`` is the recipe's same-run discriminative baseline (same
 trainer, steps, data and shifts: :func:`medsymmflow.recipes.same_run_baseline`), ``cnn-small`` the
 same CNN unshifted. Each run is evaluated on the test split with one noise draw and
@@ -95,7 +98,10 @@ CANDIDATES = {
 DRAWS = (1, 8)
 SMALL = "pneumoniamnist-small"
 SMALL_COUNTS = {"train": 546, "val": 78}  # a few hundred images, like the smallest MedMNIST sets
+SKEWED = "retinamnist-skewed"
+SKEWED_SHARE = 0.67  # DermaMNIST's nevi: 66.9 % of its training split, and its majority rule
 SYNTHETIC_PREFIX = "synthetic-"
+STANDINS = (SMALL, SKEWED)  # share their flag with a full set: their runs are cached in folders of their own
 
 
 def small_standin(data: MedMNISTData, counts: dict[str, int] = SMALL_COUNTS, seed: int = 0) -> MedMNISTData:
@@ -120,10 +126,35 @@ def small_standin(data: MedMNISTData, counts: dict[str, int] = SMALL_COUNTS, see
     return MedMNISTData(data.flag, data.size, data.info, arrays)
 
 
+def skewed_standin(data: MedMNISTData, share: float = SKEWED_SHARE, seed: int = 0) -> MedMNISTData:
+    """Every split subsampled so that the train split's most frequent class holds ``share`` of it, the
+    other classes in their own proportions (stratified): a set as lopsided as DermaMNIST, its test split
+    alike (the majority rule scores ``share``), with real images."""
+    rng = np.random.default_rng(seed)
+    majority = int(data.class_counts("train").argmax())
+    arrays = {}
+    for split in ("train", "val", "test"):
+        images, labels = data.arrays[f"{split}_images"], data.arrays[f"{split}_labels"]
+        counts = np.bincount(labels[:, 0], minlength=data.n_classes)
+        others = counts.sum() - counts[majority]
+        # keep the majority class whole where the others suffice, else thin it
+        n_major = min(counts[majority], int(others * share / (1 - share)))
+        n_others = round(n_major * (1 - share) / share)
+        keep = []
+        for k, count in enumerate(counts):
+            take = n_major if k == majority else round(n_others * count / others)
+            keep.append(rng.permutation(np.flatnonzero(labels[:, 0] == k))[:take])
+        index = np.sort(np.concatenate(keep))
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images[index], labels[index]
+    return MedMNISTData(data.flag, data.size, data.info, arrays)
+
+
 def load_study_dataset(name: str, data_root) -> MedMNISTData:
-    """A MedMNIST flag, :data:`SMALL` or ``synthetic-FLAG`` (see the module's docstring)."""
+    """A MedMNIST flag, :data:`SMALL`, :data:`SKEWED` or ``synthetic-FLAG`` (see the module's docstring)."""
     if name == SMALL:
         return small_standin(load_dataset("pneumoniamnist", root=data_root))
+    if name == SKEWED:
+        return skewed_standin(load_dataset("retinamnist", root=data_root))
     if name.startswith(SYNTHETIC_PREFIX):
         return synthetic_twin(name.removeprefix(SYNTHETIC_PREFIX), seed=0, max_per_split=1500)
     return load_dataset(name, root=data_root)
@@ -140,8 +171,7 @@ def train_candidate(flag: str, data: MedMNISTData, name: str, seed: int, models:
         **CANDIDATES[name],
     )
     began = time.perf_counter()
-    # the stand-in shares its flag with the full set: its runs are cached in a folder of their own
-    root = models / SMALL if flag == SMALL else models
+    root = models / flag if flag in STANDINS else models
     model, meta = train_or_load(train_config, data, progress=False, root=root)
     seconds = time.perf_counter() - began
     return model, {"config": meta["config"], "best_step": meta["best_step"], "train_or_load_seconds": seconds}

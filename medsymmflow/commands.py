@@ -175,21 +175,15 @@ def _load_classifier(path: str, meta: dict, data) -> tuple:
 
 
 def _train_classifier(meta: dict, data) -> tuple:
-    """``(classifier, its description)``: the fast recipe's ``cnn-small`` for ``meta``'s data, image
-    size and shifts (for the course's flows, their same-run CNN), trained once on the real training split and cached with the course's runs."""
+    """``(classifier, its description)``: the fast recipe's ``cnn-small`` beside ``meta``'s flow
+    (:func:`~medsymmflow.recipes.same_run_baseline`, sized by ``data``'s training split: for the
+    course's flows, their same-run CNN), trained once on the real training split and cached with
+    the course's runs."""
     from medsymmflow.course import train_or_load
-    from medsymmflow.recipes import course_config
+    from medsymmflow.recipes import TrainConfig, same_run_baseline
 
-    settings = course_config(
-        data.flag,
-        config.Profile("fast"),
-        n_train=len(data.arrays["train_labels"]),
-        preset="cnn-small",
-        image_size=meta["config"]["image_size"],
-        seed=meta["config"]["seed"],
-        shift=meta["config"].get("shift", 0),  # the flow's shifts, as its same-run CNN has them
-        allow_synthetic=data.synthetic,
-    )
+    flow = TrainConfig(**{**meta["config"], "allow_synthetic": data.synthetic})
+    settings = same_run_baseline(flow, config.Profile("fast"), n_train=len(data.arrays["train_labels"]))
     classifier, classifier_meta = train_or_load(settings, data)
     return classifier, f"cnn-small, fast recipe, trained on the real training split ({classifier_meta['source']})"
 

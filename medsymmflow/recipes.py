@@ -361,11 +361,18 @@ def course_config(
     return TrainConfig(dataset=dataset, **{**settings, **overrides})
 
 
-def same_run_baseline(flow: TrainConfig, profile: Profile) -> TrainConfig:
+def same_run_baseline(flow: TrainConfig, profile: Profile, n_train: int | None = None) -> TrainConfig:
     """The discriminative baseline beside a flow run: the profile's CNN (``cnn-small`` fast, ``resnet18``
     full) on the same data (file size, input side, synthetic twin or not), seed, steps and validation
     interval, trained by the same loop, with the flow's shifts (every image a CNN sees is a
-    classification input, so all are shifted)."""
+    classification input, so all are shifted).
+
+    ``n_train``: instead of the flow's steps, the profile's own length for a training split of that
+    many images (``evaluate --generation``'s judge of any flow; for a course flow of the same
+    profile, the same run)."""
+    length = (
+        dict(steps=flow.steps, checkpoint_every=flow.checkpoint_every) if n_train is None else dict(n_train=n_train)
+    )
     return course_config(
         flow.dataset,
         profile,
@@ -374,9 +381,8 @@ def same_run_baseline(flow: TrainConfig, profile: Profile) -> TrainConfig:
         size=flow.size,
         image_size=flow.image_size,
         allow_synthetic=flow.allow_synthetic,
-        steps=flow.steps,
-        checkpoint_every=flow.checkpoint_every,
         shift=flow.shift,
+        **length,
     )
 
 

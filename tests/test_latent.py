@@ -296,6 +296,16 @@ def test_the_same_run_baseline_follows_its_flow():
     twin = same_run_baseline(small, profile("fast"))
     assert (twin.size, twin.image_size, twin.allow_synthetic, twin.steps, twin.shift) == (16, 16, True, 20, 2)
     assert same_run_baseline(course_config("retinamnist", profile("full")), profile("full")).preset == "resnet18"
+    # sized by a training split instead of the flow's steps: the fast recipe's length for it
+    from medsymmflow.recipes import FAST_CHECKPOINT_EVERY, fast_steps
+
+    judge = same_run_baseline(small, profile("fast"), n_train=546)
+    assert (judge.steps, judge.checkpoint_every) == (fast_steps(546), FAST_CHECKPOINT_EVERY) == (300, 150)
+    assert (judge.size, judge.image_size, judge.shift) == (16, 16, 2)
+    full_flow = course_config("retinamnist", profile("full"))
+    assert same_run_baseline(full_flow, profile("fast"), n_train=1080).steps == fast_steps(1080)
+    with pytest.raises(ValueError, match="n_train must be a positive integer"):
+        same_run_baseline(flow, profile("fast"), n_train=0)
 
 
 def test_cli_trains_the_codec_then_a_latent_model_then_evaluates_and_samples_it(tmp_path, monkeypatch, capsys):

@@ -26,6 +26,23 @@ def test_small_standin_keeps_the_imbalance_and_the_real_test_split(study, real_d
     assert not np.array_equal(other.arrays["train_images"], small.arrays["train_images"])
 
 
+def test_skewed_standin_makes_every_split_as_lopsided_as_dermamnist(study, real_data):
+    full = real_data("retinamnist")
+    skewed = study.skewed_standin(full, seed=0)
+    counts = {split: np.bincount(skewed.labels(split), minlength=5).tolist() for split in ("train", "val", "test")}
+    # grade 0 whole (486, 54, 174 of 1,080, 120, 400 images), the other grades thinned in proportion
+    assert counts == {"train": [486, 52, 83, 78, 27], "val": [54, 5, 11, 8, 2], "test": [174, 18, 35, 26, 8]}
+    assert study.majority_rule(skewed)["acc"] == pytest.approx(174 / 261)  # 0.667, DermaMNIST's 0.669
+    for split in ("train", "test"):  # real images of the same split
+        rows = {image.tobytes() for image in full.arrays[f"{split}_images"]}
+        assert {image.tobytes() for image in skewed.arrays[f"{split}_images"]} <= rows
+    other = study.skewed_standin(full, seed=1)
+    assert not np.array_equal(other.arrays["train_images"], skewed.arrays["train_images"])
+    # where the other classes are too few, the majority class is thinned instead
+    balanced = study.skewed_standin(full, share=0.3)
+    assert np.bincount(balanced.labels("train"))[0] / len(balanced.labels("train")) == pytest.approx(0.3, abs=0.01)
+
+
 def test_study_datasets_by_name(study):
     twin = study.load_study_dataset("synthetic-organamnist", data_root=None)
     assert twin.synthetic and twin.n_classes == 11
