@@ -18,7 +18,9 @@ fields changed; ``cnn-small-shift2`` is the recipe's same-run discriminative bas
 trainer, steps, data and shifts: :func:`medsymmflow.recipes.same_run_baseline`), ``cnn-small`` the
 same CNN unshifted. Each run is evaluated on the test split with one noise draw and
 with 8, with its configuration's own decoding (or, a flow, with each of ``--decodings``: the same
-weights read each way), beside the majority rule. Not a test: it prints the table and writes
+weights read each way), beside the majority rule, and decided both ways: by the nearest class (the
+model's own reading, for equal classes) and under the training split's class shares (Bayes' rule,
+:func:`medsymmflow.uncertainty.prior_adjusted`, for a test split drawn like the training split). Not a test: it prints the table and writes
 ``results.md`` and ``results.json`` (provenance: commit, versions, device, seeds, wall time per
 run) to ``--out``. Trained models are cached in ``--models`` (keyed by their full configuration),
 so a rerun only evaluates.
@@ -41,7 +43,7 @@ from medsymmflow.evaluate import reading
 from medsymmflow.provenance import provenance, provenance_line
 from medsymmflow.recipes import course_config
 from medsymmflow.reproduce import evaluate_test, majority_rule
-from medsymmflow.reproduce_report import summarize, summary_table, write_results
+from medsymmflow.reproduce_report import SUMMARY_METRICS, plus_minus, summarize, summary_table, write_results
 
 # Each candidate: the fields it sets in the fast recipe (each says its share of t = 1, the lever studied).
 # Since 2026-12-07 the recipe shifts its t = 1 share (FAST_SHIFT); the studies before it ran without
@@ -96,6 +98,7 @@ CANDIDATES = {
     "cnn-small-shift2": {"preset": "cnn-small", "shift": 2},
 }
 DRAWS = (1, 8)
+PRIOR_METRICS = ("acc_prior", "auc_prior", "balanced_accuracy_prior")
 SMALL = "pneumoniamnist-small"
 SMALL_COUNTS = {"train": 546, "val": 78}  # a few hundred images, like the smallest MedMNIST sets
 SKEWED = "retinamnist-skewed"
@@ -190,21 +193,24 @@ def run(datasets, candidates, seeds, models: Path, data_root, decodings=None) ->
                 readings = decodings if hasattr(model, "decoding") and decodings else [None]
                 for decoding, draws in itertools.product(readings, DRAWS):
                     with reading(model, decoding=decoding):  # None: the configuration's own decoding
-                        scores = evaluate_test(model, data, record["config"]["image_size"], draws, seed)
+                        scores = evaluate_test(
+                            model, data, record["config"]["image_size"], draws, seed, with_prior=True
+                        )
                         used = getattr(model, "decoding", None)
                     rows.append(
                         {"dataset": flag, "model": name, "decoding": used, "draws": draws, "seed": seed, **scores}
                     )
                     print(
                         f"{flag} {name} {used or ''} seed {seed} {draws} draw(s): "
-                        f"ACC {scores['acc']:.3f} AUC {scores['auc']:.3f}"
+                        f"ACC {scores['acc']:.3f} AUC {scores['auc']:.3f}; under the training prior "
+                        f"ACC {scores['acc_prior']:.3f} AUC {scores['auc_prior']:.3f}"
                     )
     return {
         "what": "fast-recipe candidates vs the same-run small CNN and the majority rule, test split",
         "candidates": {name: CANDIDATES[name] for name in candidates},
         "seeds": list(seeds),
         "rows": rows,
-        "summary": summarize(rows),
+        "summary": summarize(rows, metrics=SUMMARY_METRICS + PRIOR_METRICS),
         "majority_rule": majority,
         "runs": runs,
         "wall_seconds": time.perf_counter() - start,
@@ -224,11 +230,34 @@ def markdown(results: dict) -> str:
         + "; ".join(f"`{n}` {c or '(none)'}" for n, c in results["candidates"].items()),
         "",
         *summary_table(results["summary"], model_header="candidate"),
+        *prior_table(results["summary"]),
     ]
     lines += ["", "| dataset | majority rule ACC | balanced ACC |", "|---|---|---|"]
     for flag, rule in results["majority_rule"].items():
         lines.append(f"| {flag} | {rule['acc']:.3f} ({rule['class_name']}) | {rule['balanced_accuracy']:.3f} |")
     return "\n".join(lines + run_lines(results["runs"])) + "\n"
+
+
+def prior_table(summary: list[dict]) -> list[str]:
+    """The same runs decided under the training split's class shares (Bayes' rule,
+    :func:`medsymmflow.uncertainty.prior_adjusted`), where the study measured them."""
+    measured = [s for s in summary if "acc_prior" in s]
+    if not measured:
+        return []
+    lines = [
+        "",
+        "The same runs, each image decided under the training split's class shares (Bayes' rule with a",
+        "temperature fitted on the validation split; `medsymmflow.uncertainty.prior_adjusted`):",
+        "",
+        "| dataset | candidate | decoding | draws | ACC | AUC | balanced ACC |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in measured:
+        cells = [plus_minus(s, f"{m}_prior") for m in ("acc", "auc", "balanced_accuracy")]
+        lines.append(
+            f"| {s['dataset']} | {s['model']} | {s['decoding'] or '—'} | {s['draws']} | " + " | ".join(cells) + " |"
+        )
+    return lines
 
 
 def run_lines(runs: dict) -> list[str]:

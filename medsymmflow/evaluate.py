@@ -10,6 +10,7 @@ from medsymmflow.errors import NonFiniteError
 from medsymmflow.metrics import classification_metrics, distance_scores
 from medsymmflow.models.baselines import CNNClassifier
 from medsymmflow.models.symmflow import Classification, SymmetricFlow
+from medsymmflow.uncertainty import fit_temperature, prior_adjusted
 
 
 def reading(model: SymmetricFlow | CNNClassifier, **choices: str | None) -> AbstractContextManager:
@@ -63,3 +64,18 @@ def evaluate_split(
     if not bool(torch.isfinite(result.distances).all()):
         raise NonFiniteError("the model's outputs are NaN or infinite: its weights have diverged")
     return classification_metrics(labels.numpy(), distance_scores(result.distances).numpy(), task), result
+
+
+def prior_decision(val: Classification, val_labels, result: Classification, labels, prior, task: str) -> dict:
+    """``result``'s images decided under a class ``prior`` (K shares or counts; the training split's
+    for a test split drawn like it): ``argmin_k d_k / T - log π_k``, Bayes' rule for a model trained on
+    class-balanced batches (:func:`~medsymmflow.uncertainty.prior_adjusted`), with ``T`` fitted on the
+    validation classification ``val``.
+
+    Returns ``acc``, ``auc`` and ``balanced_accuracy`` of those decisions (scores ``softmax(-d')``),
+    and the ``temperature``.
+    """
+    temperature = fit_temperature(val.distances, val_labels, prior=prior)
+    adjusted = prior_adjusted(result.distances, temperature, prior)
+    metrics = classification_metrics(torch.as_tensor(labels).numpy(), distance_scores(adjusted).numpy(), task)
+    return {name: metrics[name] for name in ("acc", "auc", "balanced_accuracy")} | {"temperature": temperature}

@@ -12,7 +12,7 @@ import torch
 
 from medsymmflow import viz
 from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin
-from medsymmflow.evaluate import evaluate_split
+from medsymmflow.evaluate import evaluate_split, prior_decision
 from medsymmflow.files import write_text_atomic
 from medsymmflow.latents import split_inputs
 from medsymmflow.metrics import distance_scores
@@ -54,8 +54,10 @@ def classify_and_calibrate(
 
     Returns:
         ``metrics`` (MedMNIST), ``result`` (the classification), ``correct``,
-        ``temperature``, ``confidence`` (max of ``softmax(-d / T)`` for T = 1 and the fitted T)
-        and ``seconds`` spent classifying ``split``.
+        ``temperature``, ``confidence`` (max of ``softmax(-d / T)`` for T = 1 and the fitted T),
+        ``under_training_prior`` (the same images decided under the training split's class shares
+        ``prior``: :func:`~medsymmflow.evaluate.prior_decision`) and ``seconds`` spent classifying
+        ``split``.
     """
     task = data.info["task"]
     images, labels = split_inputs(model, data, split, image_size)
@@ -66,8 +68,11 @@ def classify_and_calibrate(
     _, val_result = evaluate_split(model, val_images, val_labels, task, n_samples, steps, solver, seed=seed + 1)
     temperature = fit_temperature(val_result.distances, val_labels)
     confidence = {t: distance_scores(result.distances, t).max(dim=1).values.numpy() for t in (1.0, temperature)}
+    prior = data.class_counts("train")
     return {
         "metrics": metrics,
+        "under_training_prior": prior_decision(val_result, val_labels, result, labels, prior, task)
+        | {"prior": (prior / prior.sum()).tolist()},
         "result": result,
         "correct": (result.labels == labels).numpy(),
         "temperature": temperature,
@@ -92,7 +97,8 @@ def evaluate_to_files(
     Files (``{tag}`` = ``{split}_{n}draw(s)``, plus ``_{decoding}`` when the model's decoding is not
     its checkpoint's): ``metrics_{tag}.json`` (ACC, AUC, balanced
     accuracy, confusion matrix, accuracy at 100/90/80/50 % coverage, AURC, E-AURC, ECE before
-    and after a temperature fitted on the validation split), ``risk_coverage_{tag}.csv``,
+    and after a temperature fitted on the validation split; ``under_training_prior``: ACC, AUC and balanced
+    accuracy of the decisions under the training split's class shares), ``risk_coverage_{tag}.csv``,
     ``confusion_{tag}.png``, ``accuracy_coverage_{tag}.png`` and ``reliability_{tag}.png``.
     The uncertainty is the paper's: the distance to the predicted class colour.
     """
@@ -121,6 +127,7 @@ def evaluate_to_files(
         "aurc": aurc(correct, proxy),
         "excess_aurc": excess_aurc(correct, proxy),
         "temperature_fitted_on_val": temperature,
+        "under_training_prior": scored["under_training_prior"],
         "ece": expected_calibration_error(confidence[1.0], correct),
         "ece_after_temperature": expected_calibration_error(confidence[temperature], correct),
         "seconds": scored["seconds"],
@@ -316,9 +323,14 @@ def selective_comparison(
 
 
 def summary_line(m: dict) -> str:
-    """One line of a metrics dict: ACC, AUC, balanced accuracy, accuracy at 80 % coverage, speed."""
-    return (
+    """One line of a metrics dict: ACC, AUC, balanced accuracy, accuracy at 80 % coverage, speed, and
+    ACC and balanced accuracy under the training split's class shares where measured."""
+    line = (
         f"ACC {m['acc']:.3f}, AUC {m['auc']:.3f}, balanced accuracy {m['balanced_accuracy']:.3f}, "
         f"accuracy at 80% coverage {m['accuracy_at_coverage']['0.80']:.3f} ({m['n_images']} images, "
         f"{m['images_per_second']:.0f} images/s)"
     )
+    if "under_training_prior" in m:
+        p = m["under_training_prior"]
+        line += f"; decided under the training split's class shares: ACC {p['acc']:.3f}, balanced accuracy {p['balanced_accuracy']:.3f}"
+    return line

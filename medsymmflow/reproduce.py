@@ -38,7 +38,7 @@ from medsymmflow.budget import PROBE_STEPS, Plan, plan_epochs, probe_seconds_per
 from medsymmflow.course import train_or_load
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.data.masks import DECODINGS
-from medsymmflow.evaluate import evaluate_split, reading
+from medsymmflow.evaluate import evaluate_split, prior_decision, reading
 from medsymmflow.files import write_text_atomic
 from medsymmflow.latents import split_inputs
 from medsymmflow.models.symmflow import SymmetricFlow
@@ -113,18 +113,30 @@ def model_configs(dataset: str, settings: Settings, seed: int, epochs: int) -> d
     return {"MedSymmFlow": flow, BASELINE_NAMES[baseline.preset]: baseline}
 
 
-def evaluate_test(model, data: MedMNISTData, image_size: int, draws: int, seed: int, limit: int | None = None) -> dict:
+def evaluate_test(
+    model,
+    data: MedMNISTData,
+    image_size: int,
+    draws: int,
+    seed: int,
+    limit: int | None = None,
+    with_prior: bool = False,
+) -> dict:
     """Test-split ACC, AUC, balanced accuracy, accuracy at 80 % coverage and AURC (the paper's
     uncertainty: the distance to the predicted class), plus the seconds it took.
-    ``limit``: classify only the first ``limit`` test images (smoke runs)."""
+    ``limit``: classify only the first ``limit`` test images (smoke runs).
+    ``with_prior``: also ``acc_prior``, ``auc_prior`` and ``balanced_accuracy_prior``, the decisions
+    under the training split's class shares (:func:`~medsymmflow.evaluate.prior_decision`, its
+    temperature ``temperature_prior`` fitted on the validation split, classified with ``seed + 1``)."""
     images, labels = split_inputs(model, data, "test", image_size)
     images, labels = images[:limit], labels[:limit]
+    task = data.info["task"]
     start = time.perf_counter()
-    metrics, result = evaluate_split(model, images, labels, data.info["task"], n_samples=draws, seed=seed)
+    metrics, result = evaluate_split(model, images, labels, task, n_samples=draws, seed=seed)
     seconds = time.perf_counter() - start
     correct = (result.labels == labels).numpy()
     proxy = predicted_class_distance(result.distances).numpy()
-    return {
+    scores = {
         "acc": metrics["acc"],
         "auc": metrics["auc"],
         "balanced_accuracy": metrics["balanced_accuracy"],
@@ -134,6 +146,12 @@ def evaluate_test(model, data: MedMNISTData, image_size: int, draws: int, seed: 
         "n_images": len(labels),
         "seconds": seconds,
     }
+    if with_prior:
+        val_images, val_labels = split_inputs(model, data, "val", image_size)
+        _, val_result = evaluate_split(model, val_images, val_labels, task, n_samples=draws, seed=seed + 1)
+        decided = prior_decision(val_result, val_labels, result, labels, data.class_counts("train"), task)
+        scores |= {f"{name}_prior": value for name, value in decided.items()}
+    return scores
 
 
 def majority_rule(data: MedMNISTData) -> dict:

@@ -124,14 +124,31 @@ def accuracy_at_coverage(correct, uncertainty, coverages=COVERAGES) -> dict[floa
     return {float(c): float(accuracy[int(np.ceil(c * len(accuracy) - 1e-9)) - 1]) for c in coverages}
 
 
-def negative_log_likelihood(distances: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:
-    """Mean ``-log softmax(-d / T)[label]``."""
-    log_p = torch.log_softmax(-torch.as_tensor(distances).double() / temperature, dim=1)
+def _log_prior(prior, n_classes: int) -> torch.Tensor:
+    """``log π`` of a class prior given as shares or counts (normalized here), checked."""
+    prior = torch.as_tensor(prior, dtype=torch.float64).reshape(-1)
+    if len(prior) != n_classes or not bool(torch.isfinite(prior).all()) or bool((prior <= 0).any()):
+        raise ValueError(f"the prior needs {n_classes} positive, finite class shares or counts, got {prior.tolist()}")
+    return torch.log(prior / prior.sum())
+
+
+def negative_log_likelihood(
+    distances: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0, prior=None
+) -> float:
+    """Mean ``-log softmax(-d / T)[label]``; with a class ``prior``, of ``softmax(-d / T + log π)``."""
+    logits = -torch.as_tensor(distances).double() / temperature
+    if prior is not None:
+        logits = logits + _log_prior(prior, logits.shape[1])
+    log_p = torch.log_softmax(logits, dim=1)
     return float(-log_p.gather(1, torch.as_tensor(labels).long().reshape(-1, 1)).mean())
 
 
-def fit_temperature(distances: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float] = (1e-3, 1e3)) -> float:
-    """The temperature ``T`` minimising the NLL of ``softmax(-d / T)``; fit it on the **validation** split.
+def fit_temperature(
+    distances: torch.Tensor, labels: torch.Tensor, bounds: tuple[float, float] = (1e-3, 1e3), prior=None
+) -> float:
+    """The temperature ``T`` minimising the NLL of ``softmax(-d / T)`` (with a class ``prior``, of
+    ``softmax(-d / T + log π)``, the posterior :func:`prior_adjusted` reads); fit it on the
+    **validation** split.
 
     A one-dimensional bounded search over ``log T`` (scipy's ``minimize_scalar``).
     """
@@ -141,11 +158,29 @@ def fit_temperature(distances: torch.Tensor, labels: torch.Tensor, bounds: tuple
     if len(distances) == 0 or len(distances) != len(labels):
         raise ValueError(f"need matching, non-empty distances and labels, got {len(distances)} and {len(labels)}")
     result = minimize_scalar(
-        lambda log_t: negative_log_likelihood(distances, labels, float(np.exp(log_t))),
+        lambda log_t: negative_log_likelihood(distances, labels, float(np.exp(log_t)), prior),
         bounds=(np.log(bounds[0]), np.log(bounds[1])),
         method="bounded",
     )
     return float(np.exp(result.x))
+
+
+def prior_adjusted(distances: torch.Tensor, temperature: float, prior) -> torch.Tensor:
+    """Class distances for decisions under a class prior ``π``: ``d'_k = d_k / T - log π_k``.
+
+    A model trained on class-balanced batches reads ``softmax(-d / T)`` as the posterior under equal
+    class priors, ``p_bal(k | x) ∝ p(x | k)``. Under the prior ``π``, Bayes' rule gives
+    ``p_π(k | x) ∝ π_k p_bal(k | x) = softmax(-d')_k`` (Saerens et al., 2002; "logit adjustment",
+    Menon et al., 2021), so ``argmin_k d'_k`` is the decision with the highest expected accuracy on
+    images drawn with those class shares, and ``softmax(-d')`` their probabilities. With ``π`` the
+    training split's shares it suits a test split drawn like the training split; plain
+    ``argmin_k d_k`` suits one with equal classes (it maximises balanced accuracy). Fit ``T`` on the
+    validation split with the same prior (:func:`fit_temperature`). ``prior``: K shares or counts.
+    """
+    distances = torch.as_tensor(distances).double()
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    return distances / temperature - _log_prior(prior, distances.shape[1])
 
 
 def reliability_bins(confidence, correct, n_bins: int = 15) -> dict[str, np.ndarray]:

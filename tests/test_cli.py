@@ -231,5 +231,11 @@ def test_demo_writes_its_report_from_the_library(tmp_path, capsys):
     assert "SYNTHETIC TWIN" in report and "2 steps" in report and "decoding `pixel_distance`" in report
     assert "25% of each batch at t = 1" in report  # the fast recipe's share
     assert report.count("- test, one Euler step,") == 2 and (tmp_path / "samples.png").stat().st_size > 0
-    assert json.loads((tmp_path / "metrics_test_8draws.json").read_text())["n_samples"] == 8
+    metrics = json.loads((tmp_path / "metrics_test_8draws.json").read_text())
+    assert metrics["n_samples"] == 8
+    # the decisions under the training split's class shares (the twin's) and the majority rule
+    counts = synthetic_twin("breastmnist", 28, 0).class_counts("train")
+    assert metrics["under_training_prior"]["prior"] == pytest.approx((counts / counts.sum()).tolist())
+    assert report.count("decided under the training split's class shares: ACC") == 2
+    assert '- the majority rule (always "normal, benign"' in report and "balanced accuracy 0.500" in report
     assert "wrote" in capsys.readouterr().out

@@ -84,3 +84,47 @@ def test_decodings_read_each_flow_every_way_and_leave_a_classifier_its_one(study
         ("cnn-small", None, 8),
     ]
     assert built["t1-25"].decoding == "pixel_distance"  # its own reading back after the study
+    # every row is also decided under the training split's class shares, and the report shows it
+    assert all(0 <= r["acc_prior"] <= 1 and r["temperature_prior"] > 0 for r in results["rows"])
+    assert all("acc_prior" in s and "balanced_accuracy_prior_std" in s for s in results["summary"])
+    report = study.markdown(results)
+    assert "decided under the training split's class shares" in report
+    assert report.count("| pneumoniamnist | t1-25 | pixel_vote | 8 |") == 2  # both tables
+
+
+def test_the_prior_decision_is_bayes_rule_on_the_same_distances(real_data):
+    """``evaluate_test(with_prior=True)`` on a model whose distances are known: the prior-adjusted
+    ACC is the accuracy of argmin(d / T - log pi) with pi the training split's class shares."""
+    import torch
+
+    from medsymmflow.reproduce import evaluate_test
+    from medsymmflow.uncertainty import fit_temperature, prior_adjusted
+
+    data = real_data("pneumoniamnist")
+
+    class Fixed(torch.nn.Module):  # a weak "model" whose distances follow the images' brightness
+        fit = "pad"
+
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def classify(self, images, steps, solver, n_samples, generator):
+            from medsymmflow.models.symmflow import Classification
+
+            brightness = images.flatten(1).mean(dim=1, keepdim=True)
+            distances = torch.cat([brightness, 0.2 - brightness], dim=1)
+            return Classification(distances.argmin(dim=1), distances, distances[None], None)
+
+    model = Fixed()
+    scores = evaluate_test(model, data, 28, 1, 0, with_prior=True)
+    from medsymmflow.latents import split_inputs
+
+    val_images, val_labels = split_inputs(model, data, "val", 28)
+    test_images, test_labels = split_inputs(model, data, "test", 28)
+    prior = np.bincount(data.labels("train"))
+    temperature = fit_temperature(model.classify(val_images, 1, "euler", 1, None).distances, val_labels, prior=prior)
+    assert scores["temperature_prior"] == pytest.approx(temperature)
+    decided = prior_adjusted(model.classify(test_images, 1, "euler", 1, None).distances, temperature, prior)
+    assert scores["acc_prior"] == pytest.approx(float((decided.argmin(dim=1) == test_labels).double().mean()))
+    assert scores["acc_prior"] != scores["acc"]  # the prior moves decisions of this weak model

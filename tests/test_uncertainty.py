@@ -85,9 +85,50 @@ def test_temperature_fitting_lowers_validation_nll():
     )
 
 
+def test_prior_adjusted_distances_are_bayes_rule_under_the_prior():
+    distances = torch.tensor([[1.0, 0.5], [0.2, 2.0]])
+    adjusted = unc.prior_adjusted(distances, 1.0, [0.9, 0.1])
+    # d'_k = d_k / T - log pi_k, by hand
+    torch.testing.assert_close(
+        adjusted,
+        torch.tensor(
+            [[1.0 - math.log(0.9), 0.5 - math.log(0.1)], [0.2 - math.log(0.9), 2.0 - math.log(0.1)]],
+            dtype=torch.float64,
+        ),
+    )
+    # softmax(-d') is pi_k softmax(-d / T)_k renormalized, and a strong prior flips the first decision
+    balanced = torch.softmax(-distances.double() / 2.0, dim=1)
+    expected = balanced * torch.tensor([0.9, 0.1], dtype=torch.float64)
+    expected = expected / expected.sum(dim=1, keepdim=True)
+    torch.testing.assert_close(torch.softmax(-unc.prior_adjusted(distances, 2.0, [9, 1]), dim=1), expected)
+    assert distances.argmin(dim=1).tolist() == [1, 0] and adjusted.argmin(dim=1).tolist() == [0, 0]
+    # counts and shares are the same prior; equal classes change no decision and no probability
+    torch.testing.assert_close(unc.prior_adjusted(distances, 1.0, [90, 10]), adjusted)
+    torch.testing.assert_close(
+        torch.softmax(-unc.prior_adjusted(distances, 0.5, [1, 1]), dim=1),
+        torch.softmax(-distances.double() / 0.5, dim=1),
+    )
+
+
+def test_the_temperature_of_the_prior_adjusted_posterior_is_recovered():
+    # labels drawn from softmax(-d / 2 + log pi): fitting with that prior finds T = 2
+    g = torch.Generator().manual_seed(0)
+    prior = torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64)
+    distances = torch.rand(20000, 3, generator=g, dtype=torch.float64) * 6
+    posterior = torch.softmax(-distances / 2.0 + prior.log(), dim=1)
+    labels = torch.multinomial(posterior, 1, generator=g).reshape(-1)
+    assert unc.fit_temperature(distances, labels, prior=prior) == pytest.approx(2.0, rel=0.05)
+    with_prior = unc.negative_log_likelihood(distances, labels, 2.0, prior)
+    assert with_prior < unc.negative_log_likelihood(distances, labels, unc.fit_temperature(distances, labels))
+
+
 @pytest.mark.parametrize(
     "call, match",
     [
+        (lambda: unc.prior_adjusted(torch.zeros(1, 2), 1.0, [1, 2, 3]), "the prior needs 2 positive, finite"),
+        (lambda: unc.prior_adjusted(torch.zeros(1, 2), 1.0, [1, 0]), "the prior needs 2 positive, finite"),
+        (lambda: unc.prior_adjusted(torch.zeros(1, 2), 0.0, [1, 1]), "temperature must be positive"),
+        (lambda: unc.fit_temperature(torch.zeros(3, 2), torch.zeros(3), prior=[1.0]), "the prior needs 2"),
         (lambda: unc.accuracy_at_coverage([1, 0], [0.1, 0.2], (0.0,)), r"coverages must lie in \(0, 1\]"),
         (lambda: unc.accuracy_at_coverage([1, 0], [0.1, 0.2], (1.5,)), r"coverages must lie in \(0, 1\]"),
         (lambda: unc.aurc([1, 0, 1], [0.1, 0.2]), "same length"),
