@@ -284,7 +284,8 @@ def selective_comparison(
         ``(rows, details)``: one row per (model, uncertainty score) with ACC, AUC, balanced
         accuracy, ECE before/after temperature, AURC, E-AURC and accuracy at 100/90/80/50 %
         coverage; ``details[model]`` holds ``result`` (the classification), ``correct``,
-        ``scores`` and ``temperature``.
+        ``scores``, ``temperature``, ``confidence`` and ``under_training_prior`` (ACC, AUC and
+        balanced accuracy of the decisions under the training split's class shares).
     """
     rows, details = [], {}
     for name, model in models.items():
@@ -302,6 +303,7 @@ def selective_comparison(
             "scores": scores,
             "temperature": temperature,
             "confidence": confidence,
+            "under_training_prior": scored["under_training_prior"],
         }
         for score_name, score in scores.items():
             at = accuracy_at_coverage(correct, score)

@@ -103,3 +103,25 @@ def test_mc_dropout_draws_come_from_the_generator_and_leave_the_global_rng_alone
     assert torch.equal(first.sample_distances, again.sample_distances)
     assert not torch.equal(first.sample_distances, other.sample_distances)
     assert not torch.equal(first.sample_distances[0], first.sample_distances[1])  # dropout is on between passes
+
+
+def test_the_selective_comparison_decides_each_model_both_ways():
+    """``selective_comparison``'s details carry the decisions under the training split's class
+    shares, recomputed here from the same validation and test classifications."""
+    from medsymmflow.evaluate import prior_decision
+    from medsymmflow.report import selective_comparison
+
+    data = synthetic_twin("dermamnist", 28, 0, max_per_split=64)
+    torch.manual_seed(0)
+    model = CNNClassifier(BASELINES["cnn-small"](data.n_channels, data.n_classes), data.n_channels, data.n_classes)
+    _, details = selective_comparison({"cnn": model}, data, 28, n_samples=1, seed=3)
+    decided = details["cnn"]["under_training_prior"]
+    val_x, val_y = split_inputs(model, data, "val", 28)
+    _, val = evaluate_split(model, val_x, val_y, data.info["task"], seed=4)
+    test_x, test_y = split_inputs(model, data, "test", 28)
+    _, test = evaluate_split(model, test_x, test_y, data.info["task"], seed=3)
+    expected = prior_decision(val, val_y, test, test_y, data.class_counts("train"), data.info["task"])
+    assert decided["acc"] == pytest.approx(expected["acc"]) and decided["temperature"] == pytest.approx(
+        expected["temperature"]
+    )
+    assert decided["prior"] == pytest.approx((data.class_counts("train") / len(data.labels("train"))).tolist())
