@@ -177,8 +177,8 @@ def _load_classifier(path: str, meta: dict, data) -> tuple:
 def _train_classifier(meta: dict, data) -> tuple:
     """``(classifier, its description)``: the fast recipe's ``cnn-small`` beside ``meta``'s flow
     (:func:`~medsymmflow.recipes.same_run_baseline`, sized by ``data``'s training split: for the
-    course's flows, their same-run CNN), trained once on the real training split and cached with
-    the course's runs."""
+    course's fast flows, their same-run CNN), trained once on the real training split and cached
+    with the course's runs."""
     from medsymmflow.course import train_or_load
     from medsymmflow.recipes import TrainConfig, same_run_baseline
 

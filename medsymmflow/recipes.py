@@ -13,6 +13,8 @@ import math
 import numbers
 from dataclasses import dataclass
 
+import numpy as np
+
 from medsymmflow.config import Profile, full_epochs
 from medsymmflow.data.dataset import FITS
 from medsymmflow.data.masks import (
@@ -381,9 +383,23 @@ def same_run_baseline(flow: TrainConfig, profile: Profile, n_train: int | None =
         size=flow.size,
         image_size=flow.image_size,
         allow_synthetic=flow.allow_synthetic,
+        fit=flow.fit,
         shift=flow.shift,
         **length,
     )
+
+
+def training_prior(config: dict, class_counts):
+    """The class prior a run's decisions add under the training split's shares
+    (:func:`medsymmflow.evaluate.prior_decision`): ``class_counts`` for a run that learned equal
+    classes (class-balanced sampling or loss weighting), equal counts for one trained on images as
+    they come (its outputs already carry the training shares), ``None`` where a class has no
+    training image (no prior decision then)."""
+    counts = np.asarray(class_counts, dtype=float)
+    if (counts <= 0).any():
+        return None
+    evened = config.get("balanced", True) or config.get("class_weighted_loss", False)
+    return counts if evened else np.ones_like(counts)
 
 
 # Fields added after runs were cached, at the values that leave a run as it was: a run's

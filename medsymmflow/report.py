@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 
 from medsymmflow import viz
@@ -18,6 +19,7 @@ from medsymmflow.latents import split_inputs
 from medsymmflow.metrics import distance_scores
 from medsymmflow.models.symmflow import SymmetricFlow
 from medsymmflow.provenance import data_identity, provenance
+from medsymmflow.recipes import training_prior
 from medsymmflow.uncertainty import (
     accuracy_at_coverage,
     accuracy_coverage,
@@ -49,15 +51,16 @@ def classify_and_calibrate(
     steps: int = 1,
     solver: str = "euler",
     seed: int = 0,
+    prior=None,
 ) -> dict:
     """Classify ``split`` and fit a temperature on the validation split (drawn with ``seed + 1``).
 
     Returns:
         ``metrics`` (MedMNIST), ``result`` (the classification), ``correct``,
         ``temperature``, ``confidence`` (max of ``softmax(-d / T)`` for T = 1 and the fitted T),
-        ``under_training_prior`` (the same images decided under the training split's class shares
-        ``prior``: :func:`~medsymmflow.evaluate.prior_decision`) and ``seconds`` spent classifying
-        ``split``.
+        ``under_training_prior`` (the same images decided under ``prior``, class counts or shares,
+        :func:`~medsymmflow.evaluate.prior_decision`, with the ``prior`` normalized; ``None``
+        without one) and ``seconds`` spent classifying ``split``.
     """
     task = data.info["task"]
     images, labels = split_inputs(model, data, split, image_size)
@@ -68,11 +71,14 @@ def classify_and_calibrate(
     _, val_result = evaluate_split(model, val_images, val_labels, task, n_samples, steps, solver, seed=seed + 1)
     temperature = fit_temperature(val_result.distances, val_labels)
     confidence = {t: distance_scores(result.distances, t).max(dim=1).values.numpy() for t in (1.0, temperature)}
-    prior = data.class_counts("train")
+    under_prior = None
+    if prior is not None:
+        prior = np.asarray(prior, dtype=float)
+        under_prior = prior_decision(val_result, val_labels, result, labels, prior, task)
+        under_prior["prior"] = (prior / prior.sum()).tolist()
     return {
         "metrics": metrics,
-        "under_training_prior": prior_decision(val_result, val_labels, result, labels, prior, task)
-        | {"prior": (prior / prior.sum()).tolist()},
+        "under_training_prior": under_prior,
         "result": result,
         "correct": (result.labels == labels).numpy(),
         "temperature": temperature,
@@ -98,12 +104,16 @@ def evaluate_to_files(
     its checkpoint's): ``metrics_{tag}.json`` (ACC, AUC, balanced
     accuracy, confusion matrix, accuracy at 100/90/80/50 % coverage, AURC, E-AURC, ECE before
     and after a temperature fitted on the validation split; ``under_training_prior``: ACC, AUC and balanced
-    accuracy of the decisions under the training split's class shares), ``risk_coverage_{tag}.csv``,
+    accuracy of the decisions under the training split's class shares,
+    :func:`~medsymmflow.recipes.training_prior`), ``risk_coverage_{tag}.csv``,
     ``confusion_{tag}.png``, ``accuracy_coverage_{tag}.png`` and ``reliability_{tag}.png``.
     The uncertainty is the paper's: the distance to the predicted class colour.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    scored = classify_and_calibrate(model, data, meta["config"]["image_size"], split, n_samples, steps, solver, seed)
+    prior = training_prior(meta["config"], data.class_counts("train"))
+    scored = classify_and_calibrate(
+        model, data, meta["config"]["image_size"], split, n_samples, steps, solver, seed, prior
+    )
     metrics, correct, temperature = scored["metrics"], scored["correct"], scored["temperature"]
     confidence = scored["confidence"]
     proxy = predicted_class_distance(scored["result"].distances).numpy()
@@ -278,7 +288,9 @@ def selective_comparison(
     """Side-by-side selective prediction of several models on one dataset.
 
     Each model classifies ``split`` and the validation split with ``n_samples`` draws (mask
-    noise for MedSymmFlow, MC dropout for a baseline); a temperature is fitted on validation.
+    noise for MedSymmFlow, MC dropout for a baseline); a temperature is fitted on validation. The
+    models are taken to have learned equal classes, as the course's do (class-balanced sampling):
+    their decisions under the training split's class shares add those shares.
 
     Returns:
         ``(rows, details)``: one row per (model, uncertainty score) with ACC, AUC, balanced
@@ -289,7 +301,8 @@ def selective_comparison(
     """
     rows, details = [], {}
     for name, model in models.items():
-        scored = classify_and_calibrate(model, data, image_size, split, n_samples, seed=seed)
+        prior = training_prior({}, data.class_counts("train"))  # the course's runs learn equal classes
+        scored = classify_and_calibrate(model, data, image_size, split, n_samples, seed=seed, prior=prior)
         metrics, correct, temperature, confidence = (
             scored["metrics"],
             scored["correct"],
@@ -332,7 +345,7 @@ def summary_line(m: dict) -> str:
         f"accuracy at 80% coverage {m['accuracy_at_coverage']['0.80']:.3f} ({m['n_images']} images, "
         f"{m['images_per_second']:.0f} images/s)"
     )
-    if "under_training_prior" in m:
+    if m.get("under_training_prior"):
         p = m["under_training_prior"]
         line += f"; decided under the training split's class shares: ACC {p['acc']:.3f}, balanced accuracy {p['balanced_accuracy']:.3f}"
     return line

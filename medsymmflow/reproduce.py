@@ -120,14 +120,15 @@ def evaluate_test(
     draws: int,
     seed: int,
     limit: int | None = None,
-    with_prior: bool = False,
+    prior=None,
 ) -> dict:
     """Test-split ACC, AUC, balanced accuracy, accuracy at 80 % coverage and AURC (the paper's
     uncertainty: the distance to the predicted class), plus the seconds it took.
     ``limit``: classify only the first ``limit`` test images (smoke runs).
-    ``with_prior``: also ``acc_prior``, ``auc_prior`` and ``balanced_accuracy_prior``, the decisions
-    under the training split's class shares (:func:`~medsymmflow.evaluate.prior_decision`, its
-    temperature ``temperature_prior`` fitted on the validation split, classified with ``seed + 1``)."""
+    ``prior``: class counts or shares to decide under as well (for the training split's, see
+    :func:`~medsymmflow.recipes.training_prior`): adds ``acc_prior``, ``auc_prior`` and
+    ``balanced_accuracy_prior`` (:func:`~medsymmflow.evaluate.prior_decision`, its temperature
+    ``temperature_prior`` fitted on the validation split, classified with ``seed + 1``)."""
     images, labels = split_inputs(model, data, "test", image_size)
     images, labels = images[:limit], labels[:limit]
     task = data.info["task"]
@@ -146,10 +147,10 @@ def evaluate_test(
         "n_images": len(labels),
         "seconds": seconds,
     }
-    if with_prior:
+    if prior is not None:
         val_images, val_labels = split_inputs(model, data, "val", image_size)
         _, val_result = evaluate_split(model, val_images, val_labels, task, n_samples=draws, seed=seed + 1)
-        decided = prior_decision(val_result, val_labels, result, labels, data.class_counts("train"), task)
+        decided = prior_decision(val_result, val_labels, result, labels, prior, task)
         scores |= {f"{name}_prior": value for name, value in decided.items()}
     return scores
 

@@ -13,6 +13,7 @@ from medsymmflow import commands, course, generation
 from medsymmflow.cli import main
 from medsymmflow.data import synthetic_twin
 from medsymmflow.recipes import fast_steps
+from medsymmflow.reproduce import majority_rule
 
 
 @pytest.fixture(scope="module")
@@ -148,6 +149,10 @@ def test_evaluate_generation_trains_the_fast_recipes_cnn_by_default(trained, mon
     shifted = {**meta, "config": {**meta["config"], "shift": 2}}
     commands._train_classifier(shifted, data)
     assert (asked["settings"].shift, asked["settings"].shift_scope) == (2, "all")  # a course flow's: every image
+    # a flow on 16 px files gets a judge on the same files (before, one configured for 28 px)
+    small = {**meta, "config": {**meta["config"], "size": 16, "image_size": 16}}
+    commands._train_classifier(small, synthetic_twin("breastmnist", 16, 0))
+    assert (asked["settings"].size, asked["settings"].image_size, asked["settings"].fit) == (16, 16, "pad")
 
 
 def test_argument_parser_rejects_bad_values(capsys):
@@ -237,5 +242,9 @@ def test_demo_writes_its_report_from_the_library(tmp_path, capsys):
     counts = synthetic_twin("breastmnist", 28, 0).class_counts("train")
     assert metrics["under_training_prior"]["prior"] == pytest.approx((counts / counts.sum()).tolist())
     assert report.count("decided under the training split's class shares: ACC") == 2
-    assert '- the majority rule (always "normal, benign"' in report and "balanced accuracy 0.500" in report
+    rule = majority_rule(synthetic_twin("breastmnist", 28, 0))
+    assert (
+        f'- the majority rule (always "{rule["class_name"]}", the training split\'s most frequent class): '
+        f"ACC {rule['acc']:.3f}, balanced accuracy 0.500\n" in report
+    )
     assert "wrote" in capsys.readouterr().out

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderKL
@@ -306,6 +307,20 @@ def test_the_same_run_baseline_follows_its_flow():
     assert same_run_baseline(full_flow, profile("fast"), n_train=1080).steps == fast_steps(1080)
     with pytest.raises(ValueError, match="n_train must be a positive integer"):
         same_run_baseline(flow, profile("fast"), n_train=0)
+    resized = course_config("pneumoniamnist", profile("fast"), fit="resize", image_size=32, shift=0)
+    assert same_run_baseline(resized, profile("fast")).fit == "resize"  # the judge sees the flow's inputs
+
+
+def test_the_training_prior_is_added_only_where_a_run_learned_equal_classes():
+    from medsymmflow.recipes import training_prior
+
+    counts = [486, 52, 83]
+    np.testing.assert_array_equal(training_prior({"balanced": True}, counts), counts)
+    np.testing.assert_array_equal(training_prior({}, counts), counts)  # balanced is the default
+    np.testing.assert_array_equal(training_prior({"balanced": False, "class_weighted_loss": True}, counts), counts)
+    # images as they come: the outputs already carry the training shares, so no prior is added twice
+    np.testing.assert_array_equal(training_prior({"balanced": False}, counts), [1, 1, 1])
+    assert training_prior({}, [486, 0, 83]) is None  # a class without training images: no prior decision
 
 
 def test_cli_trains_the_codec_then_a_latent_model_then_evaluates_and_samples_it(tmp_path, monkeypatch, capsys):

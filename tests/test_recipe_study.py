@@ -117,12 +117,13 @@ def test_the_prior_decision_is_bayes_rule_on_the_same_distances(real_data):
             return Classification(distances.argmin(dim=1), distances, distances[None], None)
 
     model = Fixed()
-    scores = evaluate_test(model, data, 28, 1, 0, with_prior=True)
+    prior = np.bincount(data.labels("train"))
+    scores = evaluate_test(model, data, 28, 1, 0, prior=prior)
+    assert "acc_prior" not in evaluate_test(model, data, 28, 1, 0)  # measured only when asked
     from medsymmflow.latents import split_inputs
 
     val_images, val_labels = split_inputs(model, data, "val", 28)
     test_images, test_labels = split_inputs(model, data, "test", 28)
-    prior = np.bincount(data.labels("train"))
     temperature = fit_temperature(model.classify(val_images, 1, "euler", 1, None).distances, val_labels, prior=prior)
     assert scores["temperature_prior"] == pytest.approx(temperature)
     decided = prior_adjusted(model.classify(test_images, 1, "euler", 1, None).distances, temperature, prior)
