@@ -45,7 +45,7 @@ from medsymmflow.evaluate import reading
 from medsymmflow.provenance import provenance, provenance_line
 from medsymmflow.recipes import course_config, training_prior
 from medsymmflow.reproduce import evaluate_test, majority_rule
-from medsymmflow.reproduce_report import SUMMARY_METRICS, plus_minus, summarize, summary_table, write_results
+from medsymmflow.reproduce_report import SUMMARY_METRICS, summarize, summary_table, write_results
 
 # Each candidate: the fields it sets in the fast recipe (each says its share of t = 1, the lever studied).
 # Since 2026-12-07 the recipe shifts its t = 1 share (FAST_SHIFT); the studies before it ran without
@@ -249,21 +249,14 @@ def prior_table(summary: list[dict]) -> list[str]:
     measured = [s for s in summary if "acc_prior" in s]
     if not measured:
         return []
-    lines = [
+    return [
         "",
         "The same runs, each image decided under the training split's class shares (Bayes' rule with a",
         "temperature fitted on the validation split; `medsymmflow.uncertainty.prior_adjusted`; a run trained",
         "on images as they come, not class-balanced, keeps its own decisions: `medsymmflow.recipes.training_prior`):",
         "",
-        "| dataset | candidate | decoding | draws | ACC | AUC | balanced ACC |",
-        "|---|---|---|---|---|---|---|",
+        *summary_table(measured, "candidate", dict(zip(("ACC", "AUC", "balanced ACC"), PRIOR_METRICS, strict=True))),
     ]
-    for s in measured:
-        cells = [plus_minus(s, f"{m}_prior") for m in ("acc", "auc", "balanced_accuracy")]
-        lines.append(
-            f"| {s['dataset']} | {s['model']} | {s['decoding'] or '—'} | {s['draws']} | " + " | ".join(cells) + " |"
-        )
-    return lines
 
 
 def run_lines(runs: dict) -> list[str]:

@@ -300,8 +300,8 @@ def selective_comparison(
         balanced accuracy of the decisions under the training split's class shares).
     """
     rows, details = [], {}
+    prior = training_prior({}, data.class_counts("train"))  # the course's runs learn equal classes
     for name, model in models.items():
-        prior = training_prior({}, data.class_counts("train"))  # the course's runs learn equal classes
         scored = classify_and_calibrate(model, data, image_size, split, n_samples, seed=seed, prior=prior)
         metrics, correct, temperature, confidence = (
             scored["metrics"],

@@ -37,14 +37,24 @@ def summarize(rows: list[dict], keys=SUMMARY_KEYS, metrics=SUMMARY_METRICS) -> l
     return summary
 
 
-def summary_table(summary: list[dict], model_header: str = "model") -> list[str]:
-    """The lines of a markdown table of :func:`summarize`'s entries, mean ± standard deviation per metric."""
+SUMMARY_COLUMNS = {
+    "ACC": "acc",
+    "AUC": "auc",
+    "balanced ACC": "balanced_accuracy",
+    "ACC at 80 % coverage": "acc_at_80",
+    "AURC": "aurc",
+}
+
+
+def summary_table(summary: list[dict], model_header: str = "model", columns: dict = SUMMARY_COLUMNS) -> list[str]:
+    """The lines of a markdown table of :func:`summarize`'s entries, mean ± standard deviation per metric;
+    ``columns``: each column's header and the metric it shows."""
     lines = [
-        f"| dataset | {model_header} | decoding | draws | ACC | AUC | balanced ACC | ACC at 80 % coverage | AURC |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| dataset | {model_header} | decoding | draws | " + " | ".join(columns) + " |",
+        "|---|---|---|---|" + "---|" * len(columns),
     ]
     for s in summary:
-        cells = [plus_minus(s, m) for m in ("acc", "auc", "balanced_accuracy", "acc_at_80", "aurc")]
+        cells = [plus_minus(s, m) for m in columns.values()]
         lines.append(
             f"| {s['dataset']} | {s['model']} | {s['decoding'] or '—'} | {s['draws']} | " + " | ".join(cells) + " |"
         )
