@@ -137,7 +137,8 @@ def markdown(checks: list[dict], inputs: list[str], recipe: str, baseline: str, 
     lines = [
         "# The recipe issue's quality bar, from stored recipe-study results",
         "",
-        provenance_line(prov),
+        provenance_line(prov) + " (this table's; the runs were measured by the studies read, each with its own "
+        "provenance in its results.json).",
         f"Recipe `{recipe}`, same-run CNN `{baseline}`; mean ± sd over seeds, a margin is the mean minus the bar "
         "(positive: met with room). Eight draws: class distances averaged over eight noise draws (the CNN's "
         "eight: MC-dropout passes). Results read: " + ", ".join(f"`{p}`" for p in inputs) + ".",
@@ -168,6 +169,7 @@ def main() -> None:
     rows, rules, configs = load(args.results)
     checks = bars(rows, rules, configs, training_seconds(args.results + args.times), args.recipe, args.baseline)
     inputs = [str(p) for p in args.results + args.times]
+    measured_by = {p: json.loads(Path(p).read_text()).get("provenance") for p in inputs}
     prov = provenance()
     report = markdown(checks, inputs, args.recipe, args.baseline, prov)
     print(report)
@@ -176,6 +178,7 @@ def main() -> None:
         recipe=args.recipe,
         baseline=args.baseline,
         inputs=inputs,
+        inputs_provenance=measured_by,
         checks=checks,
         wall_seconds=time.perf_counter() - start,
         provenance=prov,

@@ -88,6 +88,7 @@ def test_the_script_writes_markdown_and_json(tmp_path, quality_bar, monkeypatch)
     quality_bar.main()
     written = json.loads((out / "results.json").read_text())
     assert written["provenance"]["commit"] and written["inputs"] == [str(results)]
+    assert written["inputs_provenance"] == {str(results): None}  # hand-made results carry none
     acc = next(c for c in written["checks"] if c["bar"] == "ACC ≥ 0.5" and c["draws"] == 1)
     assert acc["met"] is False and acc["margin"] == pytest.approx(-0.05)
     assert "| retinamnist | ACC ≥ 0.5 | 1 | 0.450 ± 0.000 | -0.050 | **no** | 3 |" in (out / "results.md").read_text()
