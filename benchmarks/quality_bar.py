@@ -7,7 +7,7 @@ imbalanced stand-in balanced ACC >= 0.80 and AUC >= 0.88; every set ACC above it
 AUC within 0.02 of the same-run CNN or better. The three named sets are always listed (a set the
 files lack says so); every other set the files hold is checked against the bars for every set. Where
 the files hold it, the ACC decided under the training split's class shares is set beside the rule
-too. The time checked is training only (evaluation adds seconds to a minute).
+too. The time checked is training only (evaluation adds seconds: up to about 80 s with eight draws).
 
     python benchmarks/quality_bar.py \\
         benchmarks/results/recipe_study_prior_cpu_2026-12-07/four_sets/results.json \\
@@ -54,7 +54,7 @@ def load(paths: list[Path]) -> tuple[dict, dict, dict]:
     """Rows of the official decoding keyed by (dataset, model, draws, seed), a later file's fields
     added to an earlier file's row of the same run; the majority rule of each dataset; each run's
     configuration keyed by (dataset, model, seed). Two files that disagree on a run (another
-    configuration, or another ACC or AUC) raise a ``ValueError``."""
+    configuration, or another ACC or AUC) or on a majority rule raise a ``ValueError``."""
     rows, rules, configs = {}, {}, {}
     for path in paths:
         results = json.loads(Path(path).read_text())
@@ -72,12 +72,16 @@ def load(paths: list[Path]) -> tuple[dict, dict, dict]:
             if any(metric in earlier and earlier[metric] != row[metric] for metric in ("acc", "auc")):
                 raise ValueError(f"{path}: {key} has another ACC or AUC than in an earlier file")
             rows[key] = earlier | row
-        rules |= results["majority_rule"]
+        for dataset, rule in results["majority_rule"].items():
+            if dataset in rules and rules[dataset] != rule:
+                raise ValueError(f"{path}: {dataset} has another majority rule than in an earlier file")
+            rules[dataset] = rule
     return rows, rules, configs
 
 
 def training_seconds(paths: list[Path]) -> dict:
-    """Seconds each trained run took, keyed by (dataset, its configuration as sorted JSON)."""
+    """Seconds each trained run took, keyed by (dataset, its configuration as sorted JSON); a
+    configuration trained in several files takes the last file's seconds."""
     seconds = {}
     for path in paths:
         for name, run in json.loads(Path(path).read_text()).get("runs", {}).items():
