@@ -7,6 +7,7 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 
 from medsymmflow.errors import NonFiniteError
+from medsymmflow.latents import split_inputs
 from medsymmflow.metrics import classification_metrics, distance_scores
 from medsymmflow.models.baselines import CNNClassifier
 from medsymmflow.models.symmflow import Classification, SymmetricFlow
@@ -64,6 +65,17 @@ def evaluate_split(
     if not bool(torch.isfinite(result.distances).all()):
         raise NonFiniteError("the model's outputs are NaN or infinite: its weights have diverged")
     return classification_metrics(labels.numpy(), distance_scores(result.distances).numpy(), task), result
+
+
+def classify_validation(
+    model, data, image_size: int, n_samples: int = 1, steps: int = 1, solver: str = "euler", seed: int = 0
+) -> tuple[Classification, torch.Tensor]:
+    """The validation split classified for fitting a temperature or a prior decision on it:
+    ``(classification, labels)``, its noise drawn with ``seed + 1`` so that it is not the noise of
+    the split evaluated with ``seed``."""
+    images, labels = split_inputs(model, data, "val", image_size)
+    _, result = evaluate_split(model, images, labels, data.info["task"], n_samples, steps, solver, seed=seed + 1)
+    return result, labels
 
 
 def prior_decision(val: Classification, val_labels, result: Classification, labels, prior, task: str) -> dict:

@@ -13,7 +13,7 @@ import torch
 
 from medsymmflow import viz
 from medsymmflow.data import MedMNISTData, load_dataset, synthetic_twin
-from medsymmflow.evaluate import evaluate_split, prior_decision
+from medsymmflow.evaluate import classify_validation, evaluate_split, prior_decision
 from medsymmflow.files import write_text_atomic
 from medsymmflow.latents import split_inputs
 from medsymmflow.metrics import distance_scores
@@ -67,8 +67,7 @@ def classify_and_calibrate(
     start = time.perf_counter()
     metrics, result = evaluate_split(model, images, labels, task, n_samples, steps, solver, seed=seed)
     seconds = time.perf_counter() - start
-    val_images, val_labels = split_inputs(model, data, "val", image_size)
-    _, val_result = evaluate_split(model, val_images, val_labels, task, n_samples, steps, solver, seed=seed + 1)
+    val_result, val_labels = classify_validation(model, data, image_size, n_samples, steps, solver, seed)
     temperature = fit_temperature(val_result.distances, val_labels)
     confidence = {t: distance_scores(result.distances, t).max(dim=1).values.numpy() for t in (1.0, temperature)}
     under_prior = None

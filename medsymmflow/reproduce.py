@@ -38,7 +38,7 @@ from medsymmflow.budget import PROBE_STEPS, Plan, plan_epochs, probe_seconds_per
 from medsymmflow.course import train_or_load
 from medsymmflow.data import MedMNISTData, load_dataset
 from medsymmflow.data.masks import DECODINGS
-from medsymmflow.evaluate import evaluate_split, prior_decision, reading
+from medsymmflow.evaluate import classify_validation, evaluate_split, prior_decision, reading
 from medsymmflow.files import write_text_atomic
 from medsymmflow.latents import split_inputs
 from medsymmflow.models.symmflow import SymmetricFlow
@@ -148,8 +148,7 @@ def evaluate_test(
         "seconds": seconds,
     }
     if prior is not None:
-        val_images, val_labels = split_inputs(model, data, "val", image_size)
-        _, val_result = evaluate_split(model, val_images, val_labels, task, n_samples=draws, seed=seed + 1)
+        val_result, val_labels = classify_validation(model, data, image_size, n_samples=draws, seed=seed)
         decided = prior_decision(val_result, val_labels, result, labels, prior, task)
         scores |= {f"{name}_prior": value for name, value in decided.items()}
     return scores
