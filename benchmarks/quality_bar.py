@@ -50,17 +50,26 @@ def _config_key(config: dict) -> str:
     return json.dumps(config, sort_keys=True)
 
 
-def load(paths: list[Path]) -> tuple[dict, dict, dict]:
+def read(paths: list[Path]) -> dict[str, dict]:
+    """Each results.json, parsed once, by its path as given."""
+    return {str(path): json.loads(Path(path).read_text()) for path in paths}
+
+
+def _run_key(name: str) -> tuple[str, str, int]:
+    """(dataset, model, seed) of a recipe study's run name, ``"{dataset} {model} seed {seed}"``."""
+    dataset, model, _, seed = name.rsplit(" ", 3)
+    return dataset, model, int(seed)
+
+
+def load(studies: dict[str, dict]) -> tuple[dict, dict, dict]:
     """Rows of the official decoding keyed by (dataset, model, draws, seed), a later file's fields
     added to an earlier file's row of the same run; the majority rule of each dataset; each run's
     configuration keyed by (dataset, model, seed). Two files that disagree on a run (another
     configuration, or another ACC or AUC) or on a majority rule raise a ``ValueError``."""
     rows, rules, configs = {}, {}, {}
-    for path in paths:
-        results = json.loads(Path(path).read_text())
+    for path, results in studies.items():
         for name, run in results.get("runs", {}).items():
-            dataset, model, _, seed = name.rsplit(" ", 3)
-            key = (dataset, model, int(seed))
+            key = _run_key(name)
             if key in configs and _config_key(configs[key]) != _config_key(run["config"]):
                 raise ValueError(f"{path}: run {name!r} has another configuration than in an earlier file")
             configs[key] = run["config"]
@@ -79,14 +88,14 @@ def load(paths: list[Path]) -> tuple[dict, dict, dict]:
     return rows, rules, configs
 
 
-def training_seconds(paths: list[Path]) -> dict:
+def training_seconds(studies: dict[str, dict]) -> dict:
     """Seconds each trained run took, keyed by (dataset, its configuration as sorted JSON); a
     configuration trained in several files takes the last file's seconds."""
     seconds = {}
-    for path in paths:
-        for name, run in json.loads(Path(path).read_text()).get("runs", {}).items():
+    for results in studies.values():
+        for name, run in results.get("runs", {}).items():
             if run["train_or_load_seconds"] >= LOADED_SECONDS:
-                seconds[(name.rsplit(" ", 3)[0], _config_key(run["config"]))] = run["train_or_load_seconds"]
+                seconds[(_run_key(name)[0], _config_key(run["config"]))] = run["train_or_load_seconds"]
     return seconds
 
 
@@ -162,11 +171,10 @@ def dataset_checks(rows, rules, configs, seconds, dataset: str, recipe: str, bas
             paired, -CNN_AUC_MARGIN, signed=True
         )
         checks += [{"dataset": dataset, "bar": bar, "draws": draws, **check} for bar, check in set_checks.items()]
-    trained = {
-        seed: seconds[(dataset, _config_key(config))]
-        for (d, m, seed), config in configs.items()
-        if (d, m) == (dataset, recipe) and (dataset, _config_key(config)) in seconds
+    keys = {
+        seed: (dataset, _config_key(config)) for (d, m, seed), config in configs.items() if (d, m) == (dataset, recipe)
     }
+    trained = {seed: seconds[key] for seed, key in keys.items() if key in seconds}
     checks.append(
         {"dataset": dataset, "bar": f"training ≤ {BUDGET_SECONDS} s a run", "draws": None, **_timing(trained)}
     )
@@ -214,9 +222,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="folder for results.md and results.json")
     args = parser.parse_args()
     start = time.perf_counter()
-    rows, rules, configs = load(args.results)
-    checks = bars(rows, rules, configs, training_seconds(args.results + args.times), args.recipe, args.baseline)
-    inputs = [str(p) for p in args.results + args.times]
+    results_read, times_read = read(args.results), read(args.times)
+    rows, rules, configs = load(results_read)
+    checks = bars(rows, rules, configs, training_seconds(results_read | times_read), args.recipe, args.baseline)
+    inputs = [*results_read, *times_read]
     prov = provenance()
     report = markdown(checks, inputs, args.recipe, args.baseline, prov)
     print(report)
@@ -225,7 +234,7 @@ def main() -> None:
         recipe=args.recipe,
         baseline=args.baseline,
         inputs=inputs,
-        inputs_provenance={p: json.loads(Path(p).read_text()).get("provenance") for p in inputs},
+        inputs_provenance={p: study.get("provenance") for p, study in (results_read | times_read).items()},
         checks=checks,
         wall_seconds=time.perf_counter() - start,
         provenance=prov,

@@ -27,8 +27,8 @@ def _study(path, rows, rules, runs=None):
 
 
 def _checks(quality_bar, results, times=()):
-    rows, rules, configs = quality_bar.load(results)
-    seconds = quality_bar.training_seconds(list(results) + list(times))
+    rows, rules, configs = quality_bar.load(quality_bar.read(results))
+    seconds = quality_bar.training_seconds(quality_bar.read(list(results) + list(times)))
     return {
         (c["dataset"], c["bar"], c["draws"]): c for c in quality_bar.bars(rows, rules, configs, seconds, "r", "cnn")
     }
@@ -110,20 +110,20 @@ def test_two_files_that_disagree_on_a_run_are_refused(tmp_path, quality_bar):
     first = _study(tmp_path / "a" / "results.json", [_row("d", "r", 0, 0.80, 0.9)], {"d": {"acc": 0.5}})
     second = _study(tmp_path / "b" / "results.json", [_row("d", "r", 0, 0.81, 0.9)], {"d": {"acc": 0.5}})
     with pytest.raises(ValueError, match="another ACC or AUC"):
-        quality_bar.load([first, second])
+        quality_bar.load(quality_bar.read([first, second]))
     runs = {"d r seed 0": {"config": {"steps": 300}, "train_or_load_seconds": 0.1}}
     third = _study(tmp_path / "c" / "results.json", [], {}, runs)
     fourth = _study(
         tmp_path / "e" / "results.json", [], {}, {"d r seed 0": runs["d r seed 0"] | {"config": {"steps": 600}}}
     )
     with pytest.raises(ValueError, match="another configuration"):
-        quality_bar.load([third, fourth])
+        quality_bar.load(quality_bar.read([third, fourth]))
     other_rule = _study(tmp_path / "g" / "results.json", [], {"d": {"acc": 0.6}})
     with pytest.raises(ValueError, match="another majority rule"):
-        quality_bar.load([first, other_rule])
+        quality_bar.load(quality_bar.read([first, other_rule]))
     # the same run in two files: the later file's fields are added to it
     prior = _study(tmp_path / "f" / "results.json", [_row("d", "r", 0, 0.80, 0.9, acc_prior=0.7)], {"d": {"acc": 0.5}})
-    rows, _, _ = quality_bar.load([first, prior])
+    rows, _, _ = quality_bar.load(quality_bar.read([first, prior]))
     assert rows[("d", "r", 1, 0)]["acc_prior"] == 0.7
 
 
